@@ -1,0 +1,5 @@
+//! cairn: a GitOps reconciler for Cluster API fleets.
+//!
+//! The pure cores (`model`, `render`) take data and return data; I/O lives at the edges.
+
+pub mod model;
