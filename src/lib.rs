@@ -3,3 +3,4 @@
 //! The pure cores (`model`, `render`) take data and return data; I/O lives at the edges.
 
 pub mod model;
+pub mod render;

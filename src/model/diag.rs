@@ -121,10 +121,18 @@ pub fn consolidate(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
 }
 
 /// The closest candidate to `word`, when one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()),
+                c,
+            )
+        })
         .filter(|(score, _)| *score > 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
@@ -159,7 +167,10 @@ mod tests {
 
     #[test]
     fn suggestions_only_for_near_misses() {
-        assert_eq!(did_you_mean("replica", ["replicas", "machine"]), Some("replicas"));
+        assert_eq!(
+            did_you_mean("replica", ["replicas", "machine"]),
+            Some("replicas")
+        );
         assert_eq!(did_you_mean("zzz", ["replicas", "machine"]), None);
     }
 }

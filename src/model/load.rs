@@ -52,7 +52,9 @@ pub fn load(snapshot: &RepoSnapshot) -> (LoadedRepo, Vec<Diagnostic>) {
         if snapshot.get(file).is_some() {
             for fleet in load_kind::<Fleet>(snapshot, file, "Fleet", &mut diags) {
                 if repo.fleet.is_some() {
-                    diags.push(fleet.error("", "a second Fleet document; there must be one at most"));
+                    diags.push(
+                        fleet.error("", "a second Fleet document; there must be one at most"),
+                    );
                 } else {
                     repo.fleet = Some(fleet);
                 }
@@ -95,7 +97,11 @@ pub fn read_text<'a>(snapshot: &'a RepoSnapshot, file: &str) -> Result<&'a str, 
             format!("symbolic link points outside the repository (to {target})"),
         )
         .help("copy the file into the repository instead of linking to it")),
-        None => Err(Diagnostic::error(file, top, "no such file in the repository")),
+        None => Err(Diagnostic::error(
+            file,
+            top,
+            "no such file in the repository",
+        )),
     }
 }
 
@@ -138,28 +144,39 @@ fn load_document<T: DeserializeOwned>(
         diags.push(Diagnostic::error(
             file,
             doc.start,
-            format!("expected a `{expected_kind}` mapping, found {}", super::schema::describe(&doc.value)),
+            format!(
+                "expected a `{expected_kind}` mapping, found {}",
+                super::schema::describe(&doc.value)
+            ),
         ));
         return None;
     };
     let kind = map.get("kind").and_then(Value::as_str);
     if kind != Some(expected_kind) {
-        let found = kind.map(|k| format!("kind `{k}`")).unwrap_or("no kind".into());
+        let found = kind
+            .map(|k| format!("kind `{k}`"))
+            .unwrap_or("no kind".into());
         let place = if expected_kind == "Fleet" {
             "fleet.yaml".to_string()
         } else {
             format!("{}/", file.split('/').next().unwrap_or(file))
         };
         diags.push(
-            error("/kind", format!("{place} holds `{expected_kind}` documents; found {found}"))
-                .help(format!("set `kind: {expected_kind}`, or move the document")),
+            error(
+                "/kind",
+                format!("{place} holds `{expected_kind}` documents; found {found}"),
+            )
+            .help(format!("set `kind: {expected_kind}`, or move the document")),
         );
         return None;
     }
     if map.get("apiVersion").and_then(Value::as_str) != Some(API_VERSION) {
         diags.push(
-            error("/apiVersion", format!("`apiVersion` of a {expected_kind} must be `{API_VERSION}`"))
-                .help(format!("set `apiVersion: {API_VERSION}`")),
+            error(
+                "/apiVersion",
+                format!("`apiVersion` of a {expected_kind} must be `{API_VERSION}`"),
+            )
+            .help(format!("set `apiVersion: {API_VERSION}`")),
         );
         return None;
     }
@@ -185,7 +202,11 @@ fn load_document<T: DeserializeOwned>(
             doc: value,
         }),
         Err(e) => {
-            diags.push(Diagnostic::error(file, doc.start, format!("invalid {expected_kind}: {e}")));
+            diags.push(Diagnostic::error(
+                file,
+                doc.start,
+                format!("invalid {expected_kind}: {e}"),
+            ));
             None
         }
     }

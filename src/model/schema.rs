@@ -17,12 +17,22 @@ use super::types::{Cluster, ClusterProfile, Fleet};
 pub fn all_schemas() -> Vec<(&'static str, Value)> {
     vec![
         ("fleet.schema.json", schemars::schema_for!(Fleet).to_value()),
-        ("cluster.schema.json", schemars::schema_for!(Cluster).to_value()),
+        (
+            "cluster.schema.json",
+            schemars::schema_for!(Cluster).to_value(),
+        ),
         (
             "clusterprofile.schema.json",
             schemars::schema_for!(ClusterProfile).to_value(),
         ),
     ]
+}
+
+/// A schema as written to `schema/`: pretty JSON with a final newline.
+pub fn schema_text(schema: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(schema).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 /// The schema of one kind, by its `kind` field.
@@ -70,7 +80,11 @@ pub fn dotted(pointer: &str) -> String {
             out.push_str(&token);
         }
     }
-    if out.is_empty() { "the document".into() } else { out }
+    if out.is_empty() {
+        "the document".into()
+    } else {
+        out
+    }
 }
 
 struct Walker<'a> {
@@ -279,7 +293,12 @@ fn place_name(pointer: &str) -> String {
     }
 }
 
-fn check_with_root(value: &Value, schema: &Value, root: &Value, pointer: &str) -> Vec<SchemaFinding> {
+fn check_with_root(
+    value: &Value,
+    schema: &Value,
+    root: &Value,
+    pointer: &str,
+) -> Vec<SchemaFinding> {
     let mut walker = Walker {
         root,
         findings: Vec::new(),

@@ -106,6 +106,11 @@ impl RepoSnapshot {
         self.files.get(path)
     }
 
+    /// The stored key and entry of `path`, so callers can borrow the path from the snapshot.
+    pub fn get_key_value(&self, path: &str) -> Option<(&str, &FileEntry)> {
+        self.files.get_key_value(path).map(|(k, v)| (k.as_str(), v))
+    }
+
     /// Every path in the snapshot, sorted.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
         self.files.keys().map(String::as_str)

@@ -229,7 +229,11 @@ pub struct Machine {
     pub template: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
-    #[serde(default, rename = "rootVolumeGiB", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "rootVolumeGiB",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub root_volume_gib: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ami: Option<String>,

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::diag::{Diagnostic, did_you_mean};
-use super::load::{Located, LoadedRepo};
+use super::load::{LoadedRepo, Located};
 use super::types::{Cluster, ClusterProfile, Fleet, Layer, Machine, Provider};
 use super::yaml::escape_token;
 
@@ -27,6 +27,8 @@ pub struct ResolvedCluster<'a> {
     pub name: &'a str,
     pub kubernetes_version: String,
     pub pivot: bool,
+    /// The cluster's profiles, in its order; `LayerRef::profile` indexes this list.
+    pub profiles: Vec<&'a Located<ClusterProfile>>,
     /// Layers in dependency order (stable: declaration order breaks ties).
     pub layers: Vec<LayerRef>,
     /// Profile defaults, then cluster values, then the built-ins.
@@ -84,9 +86,13 @@ fn index_profiles<'a>(
     for p in profiles {
         let name = p.doc.metadata.name.as_str();
         if let Some(first) = index.get(name) {
-            diags.push(p.error("/metadata/name", format!("duplicate profile name `{name}`")).help(
-                format!("it is already defined in {}; profile names must be unique", first.file),
-            ));
+            diags.push(
+                p.error("/metadata/name", format!("duplicate profile name `{name}`"))
+                    .help(format!(
+                        "it is already defined in {}; profile names must be unique",
+                        first.file
+                    )),
+            );
             continue;
         }
         check_dns_label(p, "/metadata/name", name, 63, diags);
@@ -112,8 +118,11 @@ fn check_profile_layers(p: &Located<ClusterProfile>, diags: &mut Vec<Diagnostic>
         }
         if layer.manifests.is_empty() && layer.inline.is_none() {
             diags.push(
-                p.error(&at, format!("layer `{}` has no manifests and no inline", layer.name))
-                    .help("add `manifests:` globs or an `inline:` manifest"),
+                p.error(
+                    &at,
+                    format!("layer `{}` has no manifests and no inline", layer.name),
+                )
+                .help("add `manifests:` globs or an `inline:` manifest"),
             );
         }
         for (j, glob) in layer.manifests.iter().enumerate() {
@@ -132,7 +141,9 @@ pub fn check_repo_glob(glob: &str) -> Result<(), String> {
         ));
     }
     if glob.split(['/', '\\']).any(|part| part == "..") {
-        return Err(format!("manifest path `{glob}` leaves the repository (`..`)"));
+        return Err(format!(
+            "manifest path `{glob}` leaves the repository (`..`)"
+        ));
     }
     globset::Glob::new(glob)
         .map(|_| ())
@@ -154,7 +165,10 @@ fn check_fleet(fleet: &Located<Fleet>, diags: &mut Vec<Diagnostic>) {
         if !known.iter().any(|p| url.starts_with(p)) {
             diags.push(
                 fleet
-                    .error("/spec/source/url", format!("source url `{url}` is not a git URL"))
+                    .error(
+                        "/spec/source/url",
+                        format!("source url `{url}` is not a git URL"),
+                    )
                     .help("use https://, ssh://, git@host:path or file://"),
             );
         }
@@ -169,9 +183,18 @@ fn resolve_cluster<'a>(
 ) -> Option<ResolvedCluster<'a>> {
     let before = diags.len();
     let spec = &c.doc.spec;
-    check_dns_label(c, "/metadata/name", &c.doc.metadata.name, MAX_CLUSTER_NAME, diags);
+    check_dns_label(
+        c,
+        "/metadata/name",
+        &c.doc.metadata.name,
+        MAX_CLUSTER_NAME,
+        diags,
+    );
     let defaults = fleet.map(|f| &f.doc.spec.defaults);
-    let version = match (&spec.kubernetes_version, defaults.and_then(|d| d.kubernetes_version.as_ref())) {
+    let version = match (
+        &spec.kubernetes_version,
+        defaults.and_then(|d| d.kubernetes_version.as_ref()),
+    ) {
         (Some(v), _) => {
             check_version(c, "/spec/kubernetesVersion", v, diags);
             v.clone()
@@ -179,8 +202,13 @@ fn resolve_cluster<'a>(
         (None, Some(v)) => v.clone(),
         (None, None) => {
             diags.push(
-                c.error("/spec", "no kubernetesVersion: the cluster names none and fleet.yaml has no default")
-                    .help("set spec.kubernetesVersion, or spec.defaults.kubernetesVersion in fleet.yaml"),
+                c.error(
+                    "/spec",
+                    "no kubernetesVersion: the cluster names none and fleet.yaml has no default",
+                )
+                .help(
+                    "set spec.kubernetesVersion, or spec.defaults.kubernetesVersion in fleet.yaml",
+                ),
             );
             String::new()
         }
@@ -204,13 +232,22 @@ fn resolve_cluster<'a>(
         name: &c.doc.metadata.name,
         kubernetes_version: version,
         pivot,
+        profiles: used,
         layers: layers.unwrap_or_default(),
         variables,
     })
 }
 
-fn check_pivot_settings(c: &Located<Cluster>, fleet: Option<&Located<Fleet>>, diags: &mut Vec<Diagnostic>) {
-    let at = if c.doc.spec.pivot.is_some() { "/spec/pivot" } else { "/metadata/name" };
+fn check_pivot_settings(
+    c: &Located<Cluster>,
+    fleet: Option<&Located<Fleet>>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let at = if c.doc.spec.pivot.is_some() {
+        "/spec/pivot"
+    } else {
+        "/metadata/name"
+    };
     let spec = fleet.map(|f| &f.doc.spec);
     if spec.and_then(|s| s.agent.as_ref()).is_none() {
         diags.push(
@@ -237,38 +274,65 @@ fn check_infrastructure(c: &Located<Cluster>, diags: &mut Vec<Diagnostic>) {
     for (p, present) in blocks {
         if p == provider && !present {
             diags.push(
-                c.error("/spec/infrastructure/provider", format!(
-                    "provider is `{}` but there is no `infrastructure.{}` block",
-                    p.as_str(), p.as_str()
-                ))
-                .help(format!("add `{}:` with the provider settings under spec.infrastructure", p.as_str())),
+                c.error(
+                    "/spec/infrastructure/provider",
+                    format!(
+                        "provider is `{}` but there is no `infrastructure.{}` block",
+                        p.as_str(),
+                        p.as_str()
+                    ),
+                )
+                .help(format!(
+                    "add `{}:` with the provider settings under spec.infrastructure",
+                    p.as_str()
+                )),
             );
         } else if p != provider && present {
             diags.push(
-                Diagnostic::error(&c.file, c.key_pos(&format!("/spec/infrastructure/{}", p.as_str())), format!(
-                    "`infrastructure.{}` does not match provider `{}`",
-                    p.as_str(), provider.as_str()
-                ))
-                .help(format!("remove this block, or set `provider: {}`", p.as_str())),
+                Diagnostic::error(
+                    &c.file,
+                    c.key_pos(&format!("/spec/infrastructure/{}", p.as_str())),
+                    format!(
+                        "`infrastructure.{}` does not match provider `{}`",
+                        p.as_str(),
+                        provider.as_str()
+                    ),
+                )
+                .help(format!(
+                    "remove this block, or set `provider: {}`",
+                    p.as_str()
+                )),
             );
         }
     }
     let cp = &c.doc.spec.control_plane;
     if ![1, 3, 5, 7].contains(&cp.replicas) {
         diags.push(
-            c.error("/spec/controlPlane/replicas", format!("control-plane replicas is {}; it must be 1, 3, 5 or 7", cp.replicas))
-                .help("etcd needs an odd number of members for quorum"),
+            c.error(
+                "/spec/controlPlane/replicas",
+                format!(
+                    "control-plane replicas is {}; it must be 1, 3, 5 or 7",
+                    cp.replicas
+                ),
+            )
+            .help("etcd needs an odd number of members for quorum"),
         );
     }
     if provider == Provider::Vsphere && cp.endpoint.is_none() {
         diags.push(
-            c.error("/spec/controlPlane", "vsphere clusters need `controlPlane.endpoint` (a virtual IP for the API server)")
-                .help("add `endpoint: {host: <ip>, port: 6443}`"),
+            c.error(
+                "/spec/controlPlane",
+                "vsphere clusters need `controlPlane.endpoint` (a virtual IP for the API server)",
+            )
+            .help("add `endpoint: {host: <ip>, port: 6443}`"),
         );
     }
     if let Some(endpoint) = &cp.endpoint {
         if endpoint.host.trim().is_empty() {
-            diags.push(c.error("/spec/controlPlane/endpoint/host", "endpoint host must not be empty"));
+            diags.push(c.error(
+                "/spec/controlPlane/endpoint/host",
+                "endpoint host must not be empty",
+            ));
         }
     }
     check_machine(c, "/spec/controlPlane/machine", &cp.machine, diags);
@@ -277,7 +341,10 @@ fn check_infrastructure(c: &Located<Cluster>, diags: &mut Vec<Diagnostic>) {
 /// Which machine fields a provider requires, and which it accepts.
 fn machine_fields(provider: Provider) -> (&'static [&'static str], &'static [&'static str]) {
     match provider {
-        Provider::Vsphere => (&["cpus", "memoryMiB", "diskGiB"], &["cpus", "memoryMiB", "diskGiB", "template"]),
+        Provider::Vsphere => (
+            &["cpus", "memoryMiB", "diskGiB"],
+            &["cpus", "memoryMiB", "diskGiB", "template"],
+        ),
         Provider::Aws => (&["instanceType"], &["instanceType", "rootVolumeGiB", "ami"]),
         Provider::Docker => (&[], &["customImage"]),
     }
@@ -296,17 +363,29 @@ fn check_machine(c: &Located<Cluster>, at: &str, machine: &Machine, diags: &mut 
     for field in present.keys() {
         if !allowed.contains(&field.as_str()) {
             diags.push(
-                Diagnostic::error(&c.file, c.key_pos(&format!("{at}/{field}")), format!(
-                    "`{field}` is not a {} machine field",
-                    provider.as_str()
-                ))
-                .help(format!("{} machines take: {}", provider.as_str(), allowed.join(", "))),
+                Diagnostic::error(
+                    &c.file,
+                    c.key_pos(&format!("{at}/{field}")),
+                    format!("`{field}` is not a {} machine field", provider.as_str()),
+                )
+                .help(format!(
+                    "{} machines take: {}",
+                    provider.as_str(),
+                    allowed.join(", ")
+                )),
             );
         }
     }
-    for (field, value) in [("cpus", machine.cpus), ("memoryMiB", machine.memory_mib), ("diskGiB", machine.disk_gib)] {
+    for (field, value) in [
+        ("cpus", machine.cpus),
+        ("memoryMiB", machine.memory_mib),
+        ("diskGiB", machine.disk_gib),
+    ] {
         if value == Some(0) {
-            diags.push(c.error(&format!("{at}/{field}"), format!("`{field}` must be greater than 0")));
+            diags.push(c.error(
+                &format!("{at}/{field}"),
+                format!("`{field}` must be greater than 0"),
+            ));
         }
     }
 }
@@ -317,9 +396,13 @@ fn check_workers(c: &Located<Cluster>, diags: &mut Vec<Diagnostic>) {
         let at = format!("/spec/workers/{i}");
         check_dns_label(c, &format!("{at}/name"), &w.name, 63, diags);
         if let Some(first) = names.insert(&w.name, i) {
-            diags.push(c.error(&format!("{at}/name"), format!(
-                "duplicate worker pool name `{}` (also workers[{first}])", w.name
-            )));
+            diags.push(c.error(
+                &format!("{at}/name"),
+                format!(
+                    "duplicate worker pool name `{}` (also workers[{first}])",
+                    w.name
+                ),
+            ));
         }
         check_machine(c, &format!("{at}/machine"), &w.machine, diags);
     }
@@ -330,18 +413,28 @@ fn check_patches(c: &Located<Cluster>, diags: &mut Vec<Diagnostic>) {
         for (j, op) in p.patch.iter().enumerate() {
             let at = format!("/spec/patches/{i}/patch/{j}");
             if !op.path.is_empty() && !op.path.starts_with('/') {
-                diags.push(c.error(&format!("{at}/path"), format!(
-                    "patch path `{}` must be a JSON pointer starting with `/`", op.path
-                )));
+                diags.push(c.error(
+                    &format!("{at}/path"),
+                    format!(
+                        "patch path `{}` must be a JSON pointer starting with `/`",
+                        op.path
+                    ),
+                ));
             }
             use super::types::PatchOp::*;
             let needs_value = matches!(op.op, Add | Replace | Test);
             let needs_from = matches!(op.op, Move | Copy);
             if needs_value && op.value.is_none() {
-                diags.push(c.error(&at, format!("`{:?}` operation needs a `value`", op.op).to_lowercase()));
+                diags.push(c.error(
+                    &at,
+                    format!("`{:?}` operation needs a `value`", op.op).to_lowercase(),
+                ));
             }
             if needs_from && op.from.is_none() {
-                diags.push(c.error(&at, format!("`{:?}` operation needs a `from`", op.op).to_lowercase()));
+                diags.push(c.error(
+                    &at,
+                    format!("`{:?}` operation needs a `from`", op.op).to_lowercase(),
+                ));
             }
         }
     }
@@ -366,8 +459,13 @@ fn used_profiles<'a>(
             None => {
                 let help = match did_you_mean(name, profiles.keys().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None if profiles.is_empty() => "no ClusterProfile is defined under profiles/".into(),
-                    None => format!("defined profiles: {}", profiles.keys().copied().collect::<Vec<_>>().join(", ")),
+                    None if profiles.is_empty() => {
+                        "no ClusterProfile is defined under profiles/".into()
+                    }
+                    None => format!(
+                        "defined profiles: {}",
+                        profiles.keys().copied().collect::<Vec<_>>().join(", ")
+                    ),
                 };
                 diags.push(c.error(&at, format!("unknown profile `{name}`")).help(help));
             }
@@ -386,7 +484,15 @@ fn order_layers(
         .iter()
         .enumerate()
         .flat_map(|(pi, p)| {
-            p.doc.spec.layers.iter().enumerate().map(move |(li, l)| (LayerRef { profile: pi, layer: li }, l))
+            p.doc.spec.layers.iter().enumerate().map(move |(li, l)| {
+                (
+                    LayerRef {
+                        profile: pi,
+                        layer: li,
+                    },
+                    l,
+                )
+            })
         })
         .collect();
     let mut by_name: HashMap<&str, usize> = HashMap::new();
@@ -397,9 +503,13 @@ fn order_layers(
             let profile = used[r.profile];
             diags.push(
                 profile
-                    .error(&format!("/spec/layers/{}/name", r.layer), format!(
-                        "layer `{}` is also defined by profile `{first_profile}`", layer.name
-                    ))
+                    .error(
+                        &format!("/spec/layers/{}/name", r.layer),
+                        format!(
+                            "layer `{}` is also defined by profile `{first_profile}`",
+                            layer.name
+                        ),
+                    )
                     .cluster(c.doc.metadata.name.clone())
                     .help("layer names must be unique among all layers of a cluster's profiles"),
             );
@@ -443,11 +553,10 @@ fn order_layers(
             let profile = used[r.profile];
             diags.push(
                 profile
-                    .error(&format!("/spec/layers/{}/dependsOn", r.layer), format!(
-                        "dependency cycle: {} -> {}",
-                        names.join(" -> "),
-                        names[0]
-                    ))
+                    .error(
+                        &format!("/spec/layers/{}/dependsOn", r.layer),
+                        format!("dependency cycle: {} -> {}", names.join(" -> "), names[0]),
+                    )
                     .cluster(c.doc.metadata.name.clone())
                     .help("remove one of these dependsOn entries"),
             );
@@ -533,7 +642,10 @@ fn effective_variables(
     let builtins = [
         ("CLUSTER_NAME", c.doc.metadata.name.clone()),
         ("CLUSTER_NAMESPACE", c.doc.metadata.name.clone()),
-        ("PROVIDER", spec.infrastructure.provider.as_str().to_string()),
+        (
+            "PROVIDER",
+            spec.infrastructure.provider.as_str().to_string(),
+        ),
     ];
     for (k, v) in builtins {
         vars.insert(k.to_string(), v);
@@ -558,7 +670,9 @@ fn check_version<T>(doc: &Located<T>, at: &str, v: &str, diags: &mut Vec<Diagnos
 
 /// `vMAJOR.MINOR.PATCH` with plain decimal numbers.
 pub fn is_version(v: &str) -> bool {
-    let Some(rest) = v.strip_prefix('v') else { return false };
+    let Some(rest) = v.strip_prefix('v') else {
+        return false;
+    };
     let parts: Vec<&str> = rest.split('.').collect();
     parts.len() == 3
         && parts
@@ -566,7 +680,13 @@ pub fn is_version(v: &str) -> bool {
             .all(|p| !p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn check_dns_label<T>(doc: &Located<T>, at: &str, name: &str, max: usize, diags: &mut Vec<Diagnostic>) {
+fn check_dns_label<T>(
+    doc: &Located<T>,
+    at: &str,
+    name: &str,
+    max: usize,
+    diags: &mut Vec<Diagnostic>,
+) {
     if let Err(why) = dns_label(name, max) {
         diags.push(
             doc.error(at, format!("`{name}` is not a valid name: {why}"))
@@ -583,7 +703,9 @@ pub fn dns_label(name: &str, max: usize) -> Result<(), String> {
     if name.len() > max {
         return Err(format!("it is {} characters long, over {max}", name.len()));
     }
-    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let ok_ends = !name.starts_with('-') && !name.ends_with('-');
     if ok_chars && ok_ends {
         Ok(())

@@ -196,22 +196,23 @@ impl Builder {
                 }
                 let pointer = self.child_pointer();
                 self.record(&pointer, pos);
-                self.stack.push(if matches!(event, Event::SequenceStart(..)) {
-                    Frame::Seq {
-                        items: Vec::new(),
-                        pointer,
-                        anchor,
-                        nodes: 1,
-                    }
-                } else {
-                    Frame::Map {
-                        map: Map::new(),
-                        pointer,
-                        anchor,
-                        nodes: 1,
-                        pending_key: None,
-                    }
-                });
+                self.stack
+                    .push(if matches!(event, Event::SequenceStart(..)) {
+                        Frame::Seq {
+                            items: Vec::new(),
+                            pointer,
+                            anchor,
+                            nodes: 1,
+                        }
+                    } else {
+                        Frame::Map {
+                            map: Map::new(),
+                            pointer,
+                            anchor,
+                            nodes: 1,
+                            pending_key: None,
+                        }
+                    });
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (value, nodes, anchor) = match self.stack.pop() {
@@ -423,7 +424,9 @@ mod tests {
                 .unwrap();
         assert_eq!(
             docs[0].value,
-            json!([null, "yes", true, 10, 31, 1.5, "3", "v1.34.2", ".inf", 1000.0, -7, ""])
+            json!([
+                null, "yes", true, 10, 31, 1.5, "3", "v1.34.2", ".inf", 1000.0, -7, ""
+            ])
         );
     }
 

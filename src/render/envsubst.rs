@@ -1,0 +1,211 @@
+//! Variable substitution in manifests, following clusterctl's envsubst rules for braced forms.
+//!
+//! `${NAME}` is the value; `${NAME:=default}` and `${NAME:-default}` fall back when the variable
+//! is unset or empty; `${NAME=default}` and `${NAME-default}` only when it is unset; `$${NAME}`
+//! is the literal `${NAME}`. A bare `$NAME` is left alone on purpose: shell snippets in
+//! ConfigMaps are full of them, and substituting them silently breaks those scripts.
+
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubstError {
+    /// Byte offset of the `${` in the input.
+    pub offset: usize,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// One `${...}` occurrence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Reference<'a> {
+    start: usize,
+    end: usize,
+    name: &'a str,
+    default: Option<(&'a str, bool)>,
+}
+
+/// Names of the variables `text` refers to, sorted and deduplicated.
+pub fn referenced(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = scan(text)
+        .filter_map(|r| r.ok())
+        .filter_map(|piece| match piece {
+            Piece::Ref(r) => Some(r.name.to_string()),
+            _ => None,
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Substitutes every reference; collects every unset variable and malformed reference.
+pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String, Vec<SubstError>> {
+    if !text.contains('$') {
+        return Ok(text.to_string());
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut errors = Vec::new();
+    let mut last = 0;
+    for piece in scan(text) {
+        match piece {
+            Err(e) => errors.push(e),
+            Ok(Piece::Escape(at)) => {
+                out.push_str(&text[last..at]);
+                out.push('$');
+                last = at + 2;
+            }
+            Ok(Piece::Ref(r)) => {
+                out.push_str(&text[last..r.start]);
+                let value = vars.get(r.name).map(String::as_str);
+                match (value, r.default) {
+                    (Some(v), Some((d, true))) if v.is_empty() => out.push_str(d),
+                    (Some(v), _) => out.push_str(v),
+                    (None, Some((d, _))) => out.push_str(d),
+                    (None, None) => errors.push(SubstError {
+                        offset: r.start,
+                        message: format!("variable `{}` is not set", r.name),
+                        help: Some(format!(
+                            "set spec.variables.{} on the cluster, give it a default in the profile, \
+                             or write ${{{}:=default}}",
+                            r.name, r.name
+                        )),
+                    }),
+                }
+                last = r.end;
+            }
+        }
+    }
+    out.push_str(&text[last..]);
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+enum Piece<'a> {
+    /// `$${`: emit a literal `$` and skip one.
+    Escape(usize),
+    Ref(Reference<'a>),
+}
+
+fn scan(text: &str) -> impl Iterator<Item = Result<Piece<'_>, SubstError>> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i + 1 < bytes.len() {
+            if bytes[i] != b'$' {
+                i += 1;
+                continue;
+            }
+            if bytes[i + 1] == b'$' && bytes.get(i + 2) == Some(&b'{') {
+                let at = i;
+                // Skip past the escaped `${` so it is not read as a reference.
+                i += 3;
+                return Some(Ok(Piece::Escape(at)));
+            }
+            if bytes[i + 1] != b'{' {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            let Some(close) = text[start..].find('}').map(|c| start + c) else {
+                i = bytes.len();
+                return Some(Err(SubstError {
+                    offset: start,
+                    message: "`${` without a closing `}`".into(),
+                    help: Some("write $${ for a literal ${".into()),
+                }));
+            };
+            i = close + 1;
+            return Some(parse_reference(&text[start + 2..close], start, close + 1));
+        }
+        None
+    })
+}
+
+fn parse_reference(inner: &str, start: usize, end: usize) -> Result<Piece<'_>, SubstError> {
+    let name_end = inner
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(inner.len());
+    let name = &inner[..name_end];
+    let rest = &inner[name_end..];
+    let default = if rest.is_empty() {
+        None
+    } else if let Some(d) = rest.strip_prefix(":=").or_else(|| rest.strip_prefix(":-")) {
+        Some((d, true))
+    } else if let Some(d) = rest.strip_prefix('=').or_else(|| rest.strip_prefix('-')) {
+        Some((d, false))
+    } else {
+        return Err(SubstError {
+            offset: start,
+            message: format!("malformed variable reference `${{{inner}}}`"),
+            help: Some("use ${NAME}, ${NAME:=default}, or $${...} for a literal".into()),
+        });
+    };
+    if !crate::model::validate::is_variable_name(name) {
+        return Err(SubstError {
+            offset: start,
+            message: format!("`${{{inner}}}` does not start with a variable name"),
+            help: Some("variable names are letters, digits and underscores".into()),
+        });
+    }
+    Ok(Piece::Ref(Reference {
+        start,
+        end,
+        name,
+        default,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn forms_follow_clusterctl() {
+        let v = vars(&[("A", "x"), ("EMPTY", "")]);
+        let cases = [
+            ("${A}", "x"),
+            ("a-${A}-b", "a-x-b"),
+            ("${B:=d}", "d"),
+            ("${B:-d}", "d"),
+            ("${EMPTY:=d}", "d"),
+            ("${EMPTY=d}", ""),
+            ("${A:=d}", "x"),
+            ("$${A}", "${A}"),
+            ("$HOME and $$", "$HOME and $$"),
+            ("${B:=}", ""),
+        ];
+        for (input, want) in cases {
+            assert_eq!(substitute(input, &v).unwrap(), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn every_unset_variable_is_reported_with_its_offset() {
+        let errs = substitute("a: ${X}\nb: ${Y}\n", &vars(&[])).unwrap_err();
+        assert_eq!(errs.len(), 2);
+        assert_eq!(errs[1].offset, 9);
+        assert!(errs[0].message.contains("`X`"));
+    }
+
+    #[test]
+    fn malformed_references_are_errors() {
+        assert!(substitute("${A", &vars(&[])).is_err());
+        assert!(substitute("${1A}", &vars(&[])).is_err());
+        assert!(substitute("${A?x}", &vars(&[("A", "1")])).is_err());
+    }
+
+    #[test]
+    fn referenced_names() {
+        assert_eq!(referenced("${B} ${A:=1} $${C} ${B}"), vec!["A", "B"]);
+    }
+}
