@@ -2,5 +2,6 @@
 //!
 //! The pure cores (`model`, `render`) take data and return data; I/O lives at the edges.
 
+pub mod example;
 pub mod model;
 pub mod render;

@@ -39,9 +39,8 @@ enum Command {
     ///
     /// Exit code 0 when valid (warnings allowed), 2 when there is any error. Writes nothing.
     Validate {
-        /// Root of the config repository.
-        #[arg(long, default_value = ".")]
-        repo: PathBuf,
+        #[command(flatten)]
+        repo: RepoArgs,
         /// `text` for people, `json` for machines (printed on stdout).
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
@@ -51,9 +50,8 @@ enum Command {
     /// Writes OUT/<cluster>/NN-<stage>.yaml, or one multi-document stream to stdout with
     /// `--out -`. Nothing is written unless the whole repository is valid.
     Render {
-        /// Root of the config repository.
-        #[arg(long, default_value = ".")]
-        repo: PathBuf,
+        #[command(flatten)]
+        repo: RepoArgs,
         /// Render only these clusters (repeatable); all by default.
         #[arg(long = "cluster", value_name = "NAME")]
         clusters: Vec<String>,
@@ -69,6 +67,33 @@ enum Command {
     },
 }
 
+/// Which config repository to read.
+#[derive(clap::Args)]
+struct RepoArgs {
+    /// Root of the config repository (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    repo: Option<PathBuf>,
+    /// Use the example fleet built into cairn instead of a repository.
+    #[arg(long, conflicts_with = "repo")]
+    example: bool,
+}
+
+impl RepoArgs {
+    fn snapshot(&self) -> Result<RepoSnapshot> {
+        if self.example {
+            return Ok(cairn::example::example_snapshot());
+        }
+        Ok(RepoSnapshot::from_dir(&self.label())?)
+    }
+
+    fn label(&self) -> PathBuf {
+        if self.example {
+            return PathBuf::from("<example>");
+        }
+        self.repo.clone().unwrap_or_else(|| PathBuf::from("."))
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OutputFormat {
     Text,
@@ -80,11 +105,21 @@ fn main() -> ExitCode {
     init_logging(&cli.log);
     match run(cli.command) {
         Ok(code) => ExitCode::from(code),
+        // A closed pipe (`cairn render --out - | head`) is the reader's choice, not a failure.
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_OK),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_logging(filter: &str) {
@@ -108,19 +143,15 @@ fn run(command: Command) -> Result<u8> {
     }
 }
 
-fn snapshot(repo: &Path) -> Result<RepoSnapshot> {
-    Ok(RepoSnapshot::from_dir(repo)?)
-}
-
-fn validate(repo: &Path, output: OutputFormat) -> Result<u8> {
-    let snap = snapshot(repo)?;
+fn validate(repo: &RepoArgs, output: OutputFormat) -> Result<u8> {
+    let snap = repo.snapshot()?;
     let diagnostics = render::render_repo_with(&snap, &[], |_| Ok(()));
     let ok = !diagnostics.iter().any(Diagnostic::is_error);
     match output {
         OutputFormat::Text => {
             print_diagnostics(&diagnostics);
             if ok {
-                eprintln!("{}: valid", repo.display());
+                eprintln!("{}: valid", repo.label().display());
             }
         }
         OutputFormat::Json => {
@@ -147,8 +178,8 @@ fn print_diagnostics(diagnostics: &[Diagnostic]) {
     }
 }
 
-fn render(repo: &Path, clusters: &[String], out: &str) -> Result<u8> {
-    let snap = snapshot(repo)?;
+fn render(repo: &RepoArgs, clusters: &[String], out: &str) -> Result<u8> {
+    let snap = repo.snapshot()?;
     if out == "-" {
         let rendered = render::render_repo(&snap, clusters);
         print_diagnostics(&rendered.diagnostics);
