@@ -3,5 +3,7 @@
 //! The pure cores (`model`, `render`) take data and return data; I/O lives at the edges.
 
 pub mod example;
+pub mod kube_client;
+pub mod local;
 pub mod model;
 pub mod render;

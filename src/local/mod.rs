@@ -1,0 +1,9 @@
+//! The local environment (DESIGN.md §7): real API servers from test assets, the CAPI CRDs, and
+//! the provider simulator.
+
+pub mod apiserver;
+pub mod assets;
+pub mod certs;
+
+pub use apiserver::{ApiServer, ApiServerError, ApiServerOptions};
+pub use assets::{AssetError, Assets};
