@@ -1,8 +1,44 @@
-//! Building kube clients from kubeconfigs, and the readiness probe of an API server.
+//! The edge to kube: clients from kubeconfigs, readiness, and a small dynamic API over any kind
+//! (discovery cached per client, server-side apply with field manager `cairn`, get, delete).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::Api;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::{ApiCapabilities, Scope, pinned_kind};
+use serde_json::Value;
+
+use crate::render::kinds::object_ref;
+
+/// Field manager of every write cairn makes.
+pub const FIELD_MANAGER: &str = "cairn";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("{object}: the API server does not serve {api_version} {kind}: {source}")]
+    UnknownKind {
+        object: String,
+        api_version: String,
+        kind: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{object}: {verb} failed: {source}")]
+    Request {
+        object: String,
+        verb: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{object}: not a Kubernetes object (needs apiVersion, kind and metadata.name)")]
+    Malformed { object: String },
+    #[error("timed out after {waited:?} waiting for: {pending}")]
+    Timeout { waited: Duration, pending: String },
+}
 
 /// A client for the current context of a kubeconfig given as YAML.
 pub async fn client_from_kubeconfig(yaml: &str) -> Result<kube::Client, kube::Error> {
@@ -18,7 +54,10 @@ pub async fn ready(client: &kube::Client) -> Result<(), String> {
     let request = http::Request::get("/healthz")
         .body(Vec::new())
         .map_err(|e| e.to_string())?;
-    let health = client.request_text(request).await.map_err(|e| format!("/healthz: {e}"))?;
+    let health = client
+        .request_text(request)
+        .await
+        .map_err(|e| format!("/healthz: {e}"))?;
     if health.trim() != "ok" {
         return Err(format!("/healthz says {health:?}"));
     }
@@ -27,4 +66,172 @@ pub async fn ready(client: &kube::Client) -> Result<(), String> {
         .await
         .map(|_| ())
         .map_err(|e| format!("namespace default: {e}"))
+}
+
+/// Any kind, by apiVersion and kind, through one client.
+pub struct DynamicApi {
+    client: kube::Client,
+    resources: Mutex<HashMap<(String, String), (ApiResource, ApiCapabilities)>>,
+}
+
+fn split_api_version(api_version: &str) -> (&str, &str) {
+    api_version.rsplit_once('/').unwrap_or(("", api_version))
+}
+
+fn str_field<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
+    obj.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+impl DynamicApi {
+    pub fn new(client: kube::Client) -> DynamicApi {
+        DynamicApi {
+            client,
+            resources: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    /// The resource of a kind; successful lookups are cached (new CRDs are found on demand).
+    pub async fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<(ApiResource, ApiCapabilities), kube::Error> {
+        let key = (api_version.to_string(), kind.to_string());
+        if let Some(hit) = self
+            .resources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(hit.clone());
+        }
+        let (group, version) = split_api_version(api_version);
+        let found = pinned_kind(&self.client, &GroupVersionKind::gvk(group, version, kind)).await?;
+        self.resources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, found.clone());
+        Ok(found)
+    }
+
+    /// The typed-less API for `obj`'s kind in its namespace.
+    pub async fn api_for(&self, obj: &Value) -> Result<(Api<DynamicObject>, String), KubeError> {
+        let object = object_ref(obj);
+        let (Some(api_version), Some(kind), Some(name)) = (
+            str_field(obj, "/apiVersion"),
+            str_field(obj, "/kind"),
+            str_field(obj, "/metadata/name"),
+        ) else {
+            return Err(KubeError::Malformed { object });
+        };
+        let (resource, caps) =
+            self.resource(api_version, kind)
+                .await
+                .map_err(|source| KubeError::UnknownKind {
+                    object: object.clone(),
+                    api_version: api_version.to_string(),
+                    kind: kind.to_string(),
+                    source,
+                })?;
+        let api = match (caps.scope, str_field(obj, "/metadata/namespace")) {
+            (Scope::Namespaced, Some(ns)) => {
+                Api::namespaced_with(self.client.clone(), ns, &resource)
+            }
+            (Scope::Namespaced, None) => {
+                Api::default_namespaced_with(self.client.clone(), &resource)
+            }
+            (Scope::Cluster, _) => Api::all_with(self.client.clone(), &resource),
+        };
+        Ok((api, name.to_string()))
+    }
+
+    /// Server-side apply (optionally dry-run), taking ownership of conflicting fields when
+    /// `force` is set. Returns the object as the server has (or would have) it.
+    pub async fn apply(&self, obj: &Value, dry_run: bool, force: bool) -> Result<Value, KubeError> {
+        let (api, name) = self.api_for(obj).await?;
+        // Strict: an unknown or misspelt field is an error, not a silently dropped warning.
+        let mut params = PatchParams::apply(FIELD_MANAGER).validation_strict();
+        if force {
+            params = params.force();
+        }
+        if dry_run {
+            params = params.dry_run();
+        }
+        let applied = api
+            .patch(&name, &params, &Patch::Apply(obj))
+            .await
+            .map_err(|source| KubeError::Request {
+                object: object_ref(obj),
+                verb: if dry_run {
+                    "server-side dry-run apply"
+                } else {
+                    "server-side apply"
+                },
+                source,
+            })?;
+        Ok(serde_json::to_value(applied).unwrap_or(Value::Null))
+    }
+
+    /// The live object, or `None` when it does not exist.
+    pub async fn get(&self, obj: &Value) -> Result<Option<Value>, KubeError> {
+        let (api, name) = self.api_for(obj).await?;
+        let found = api
+            .get_opt(&name)
+            .await
+            .map_err(|source| KubeError::Request {
+                object: object_ref(obj),
+                verb: "get",
+                source,
+            })?;
+        Ok(found.map(|o| serde_json::to_value(o).unwrap_or(Value::Null)))
+    }
+}
+
+/// Applies CustomResourceDefinitions and waits until every one is Established.
+pub async fn install_crds(
+    api: &DynamicApi,
+    crds: &[Value],
+    timeout: Duration,
+) -> Result<(), KubeError> {
+    for crd in crds {
+        api.apply(crd, false, true).await?;
+    }
+    let start = Instant::now();
+    loop {
+        let mut pending = Vec::new();
+        for crd in crds {
+            let live = api.get(crd).await?;
+            if !live.as_ref().is_some_and(is_established) {
+                pending.push(object_ref(crd));
+            }
+        }
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(KubeError::Timeout {
+                waited: timeout,
+                pending: format!("{} not Established", pending.join(", ")),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A CRD whose `Established` condition is True.
+pub fn is_established(crd: &Value) -> bool {
+    crd.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|conds| {
+            conds.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Established")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        })
 }

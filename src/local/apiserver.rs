@@ -98,11 +98,19 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ApiServerError + '_ {
     }
 }
 
-fn spawn(binary: &Path, args: &[String], log: &Path, detach: bool) -> Result<Child, ApiServerError> {
+fn spawn(
+    binary: &Path,
+    args: &[String],
+    log: &Path,
+    detach: bool,
+) -> Result<Child, ApiServerError> {
     let log_file = std::fs::File::create(log).map_err(io_err(log))?;
     let log_err = log_file.try_clone().map_err(io_err(log))?;
     let mut cmd = Command::new(binary);
-    cmd.args(args).stdin(Stdio::null()).stdout(log_file).stderr(log_err);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(log_file)
+        .stderr(log_err);
     use std::os::unix::process::CommandExt;
     // SAFETY: only async-signal-safe calls (prctl, setsid) between fork and exec.
     unsafe {
@@ -131,7 +139,10 @@ pub fn tail(path: &Path, n: usize) -> String {
 impl ApiServer {
     /// Starts etcd and kube-apiserver and waits until the server is healthy and the `default`
     /// namespace exists.
-    pub async fn start(assets: &Assets, opts: ApiServerOptions) -> Result<ApiServer, ApiServerError> {
+    pub async fn start(
+        assets: &Assets,
+        opts: ApiServerOptions,
+    ) -> Result<ApiServer, ApiServerError> {
         let dir = &opts.dir;
         let certs_dir = dir.join("pki");
         std::fs::create_dir_all(&certs_dir).map_err(io_err(&certs_dir))?;
@@ -177,9 +188,15 @@ impl ApiServer {
             "--endpoint-reconciler-type=none".to_string(),
         ];
         let api_log = dir.join("kube-apiserver.log");
-        server.apiserver = Some(spawn(&assets.kube_apiserver, &api_args, &api_log, opts.detach)?);
+        server.apiserver = Some(spawn(
+            &assets.kube_apiserver,
+            &api_args,
+            &api_log,
+            opts.detach,
+        )?);
         server.kubeconfig = kubeconfig_yaml(&opts.name, port, &pki);
-        std::fs::write(&server.kubeconfig_path, &server.kubeconfig).map_err(io_err(&server.kubeconfig_path))?;
+        std::fs::write(&server.kubeconfig_path, &server.kubeconfig)
+            .map_err(io_err(&server.kubeconfig_path))?;
         server.wait_ready(opts.ready_timeout).await?;
         Ok(server)
     }
@@ -249,7 +266,10 @@ impl ApiServer {
 
     /// Kills both processes and waits for them.
     pub fn stop(&mut self) {
-        for child in [self.apiserver.take(), self.etcd.take()].into_iter().flatten() {
+        for child in [self.apiserver.take(), self.etcd.take()]
+            .into_iter()
+            .flatten()
+        {
             let mut child = child;
             let _ = child.kill();
             let _ = child.wait();

@@ -13,7 +13,10 @@ pub enum AssetError {
         "no {name} binary: set {env} or KUBEBUILDER_ASSETS, or build the assets with tools/build-assets.sh \
          (needs Go and the Go module proxy)"
     )]
-    Missing { name: &'static str, env: &'static str },
+    Missing {
+        name: &'static str,
+        env: &'static str,
+    },
     #[error("{path} does not exist or is not executable (from {source_var})")]
     NotExecutable { path: PathBuf, source_var: String },
     #[error("tools/build-assets.sh failed (exit {code:?}); its log is above")]
@@ -59,7 +62,8 @@ impl Assets {
             }
             found.push(path);
         }
-        let [kube_apiserver, etcd, kubectl]: [PathBuf; 3] = found.try_into().expect("three binaries");
+        let [kube_apiserver, etcd, kubectl]: [PathBuf; 3] =
+            found.try_into().expect("three binaries");
         Ok(Assets {
             kube_apiserver,
             etcd,

@@ -69,28 +69,46 @@ impl ServerPki {
     pub fn generate() -> Result<ServerPki, CertError> {
         let ca = generated(
             "serving CA",
-            CertifiedIssuer::self_signed(ca_params("cairn-local-ca"), generated("CA key", KeyPair::generate())?),
+            CertifiedIssuer::self_signed(
+                ca_params("cairn-local-ca"),
+                generated("CA key", KeyPair::generate())?,
+            ),
         )?;
         let serving_key = generated("serving key", KeyPair::generate())?;
         let mut serving = generated(
             "serving certificate",
             CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]),
         )?;
-        serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        serving
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
         serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        serving.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        serving.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         let serving_cert = generated("serving certificate", serving.signed_by(&serving_key, &ca))?;
 
         let client_ca = generated(
             "client CA",
-            CertifiedIssuer::self_signed(ca_params("cairn-local-client-ca"), generated("client CA key", KeyPair::generate())?),
+            CertifiedIssuer::self_signed(
+                ca_params("cairn-local-client-ca"),
+                generated("client CA key", KeyPair::generate())?,
+            ),
         )?;
         let admin_key = generated("admin key", KeyPair::generate())?;
         let mut admin = CertificateParams::default();
-        admin.distinguished_name.push(DnType::CommonName, "cairn-admin");
-        admin.distinguished_name.push(DnType::OrganizationName, "system:masters");
+        admin
+            .distinguished_name
+            .push(DnType::CommonName, "cairn-admin");
+        admin
+            .distinguished_name
+            .push(DnType::OrganizationName, "system:masters");
         admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        admin.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        admin.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         let admin_cert = generated("admin certificate", admin.signed_by(&admin_key, &client_ca))?;
 
         let sa = generated("service-account key", KeyPair::generate())?;
@@ -110,7 +128,10 @@ impl ServerPki {
     pub fn write(&self, dir: &Path) -> Result<PkiFiles, CertError> {
         let write = |name: &str, content: &str| -> Result<PathBuf, CertError> {
             let path = dir.join(name);
-            std::fs::write(&path, content).map_err(|source| CertError::Write { path: path.clone(), source })?;
+            std::fs::write(&path, content).map_err(|source| CertError::Write {
+                path: path.clone(),
+                source,
+            })?;
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
             Ok(path)

@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod assets;
 pub mod certs;
+pub mod crds;
 
 pub use apiserver::{ApiServer, ApiServerError, ApiServerOptions};
 pub use assets::{AssetError, Assets};
