@@ -29,7 +29,11 @@ async fn four_api_servers_at_once_each_answer_and_none_is_left_running() {
     for server in &servers {
         let client = server.client().await.unwrap();
         let version = client.apiserver_version().await.unwrap();
-        assert!(version.git_version.starts_with("v1.34."), "{}", version.git_version);
+        assert!(
+            version.git_version.starts_with("v1.34."),
+            "{}",
+            version.git_version
+        );
         pids.extend(server.pids());
     }
     let ports: std::collections::HashSet<u16> = servers.iter().map(|s| s.port).collect();
@@ -37,7 +41,10 @@ async fn four_api_servers_at_once_each_answer_and_none_is_left_running() {
     assert_eq!(pids.len(), 8);
     assert!(pids.iter().all(|&p| alive(p)));
     drop(servers);
-    assert!(pids.iter().all(|&p| !alive(p)), "every etcd and kube-apiserver is gone");
+    assert!(
+        pids.iter().all(|&p| !alive(p)),
+        "every etcd and kube-apiserver is gone"
+    );
 }
 
 async fn futures_join_all<F, T, E>(futures: impl Iterator<Item = F>) -> Vec<T>
