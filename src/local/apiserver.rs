@@ -123,10 +123,14 @@ fn spawn(
             Ok(())
         });
     }
-    cmd.spawn().map_err(|source| ApiServerError::Spawn {
+    let child = cmd.spawn().map_err(|source| ApiServerError::Spawn {
         binary: binary.to_path_buf(),
         source,
-    })
+    })?;
+    // A pid file beside the log lets `cairn local down` find the process from another run.
+    let pid_file = log.with_extension("pid");
+    super::pidfile::write(&pid_file, child.id(), binary).map_err(io_err(&pid_file))?;
+    Ok(child)
 }
 
 /// The last `n` lines of a log file.

@@ -5,6 +5,8 @@ pub mod apiserver;
 pub mod assets;
 pub mod certs;
 pub mod crds;
+pub mod env;
+pub mod pidfile;
 
 pub use apiserver::{ApiServer, ApiServerError, ApiServerOptions};
 pub use assets::{AssetError, Assets};

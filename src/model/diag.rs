@@ -71,11 +71,16 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(
-            f,
-            "{}:{}:{}: {severity}: ",
-            self.file, self.line, self.column
-        )?;
+        // Findings about the command line itself have no file to point at.
+        if self.file.is_empty() {
+            write!(f, "{severity}: ")?;
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {severity}: ",
+                self.file, self.line, self.column
+            )?;
+        }
         match self.clusters.as_slice() {
             [] => {}
             [one] => write!(f, "cluster {one}: ")?,

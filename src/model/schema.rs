@@ -242,32 +242,38 @@ impl<'a> Walker<'a> {
         pointer: &str,
     ) {
         let properties = schema.get("properties").and_then(Value::as_object);
+        let additional = schema.get("additionalProperties");
+        let known: Vec<&str> = properties
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        // A misspelt required field is reported once, as the unknown field with its suggestion.
+        let misspelt: Vec<&str> = if additional == Some(&Value::Bool(false)) {
+            map.keys()
+                .filter(|k| !known.contains(&k.as_str()))
+                .filter_map(|k| did_you_mean(k, known.iter().copied()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         if let Some(required) = schema.get("required").and_then(Value::as_array) {
             for name in required.iter().filter_map(Value::as_str) {
-                if !map.contains_key(name) {
-                    let place = if pointer.is_empty() {
-                        "the document".to_string()
-                    } else {
-                        format!("`{}`", dotted(pointer))
-                    };
+                if !map.contains_key(name) && !misspelt.contains(&name) {
+                    // At the key that names the mapping (`controlPlane:`), which is where the
+                    // field has to be added.
                     self.push(
                         pointer,
-                        false,
-                        format!("missing field `{name}` in {place}"),
-                        None,
+                        true,
+                        format!("missing field `{name}` in {}", place_name(pointer)),
+                        Some(format!("add `{name}:` to {}", place_name(pointer))),
                     );
                 }
             }
         }
-        let additional = schema.get("additionalProperties");
         for (key, child) in map {
             let child_pointer = format!("{pointer}/{}", super::yaml::escape_token(key));
             if let Some(child_schema) = properties.and_then(|p| p.get(key)) {
                 self.walk(child, child_schema, &child_pointer);
             } else if additional == Some(&Value::Bool(false)) {
-                let known: Vec<&str> = properties
-                    .map(|p| p.keys().map(String::as_str).collect())
-                    .unwrap_or_default();
                 let help = match did_you_mean(key, known.iter().copied()) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!("known fields: {}", known.join(", ")),
@@ -416,7 +422,10 @@ mod tests {
             .find(|f| f.pointer == "/spec/infrastructure/provider")
             .unwrap();
         assert_eq!(provider.help.as_deref(), Some("did you mean `docker`?"));
-        let unknown = findings.iter().find(|f| f.at_key).unwrap();
+        let unknown = findings
+            .iter()
+            .find(|f| f.message.starts_with("unknown field"))
+            .unwrap();
         assert_eq!(unknown.help.as_deref(), Some("did you mean `replicas`?"));
     }
 

@@ -56,6 +56,7 @@ pub fn resolve(repo: &LoadedRepo) -> (Vec<ResolvedCluster<'_>>, Vec<Diagnostic>)
             diags.push(
                 cluster
                     .error("/metadata/name", format!("duplicate cluster name `{name}`"))
+                    .cluster(name)
                     .help(format!(
                         "it is already defined at {}:{}; cluster names must be unique in the repository",
                         first.file,
@@ -95,7 +96,7 @@ fn index_profiles<'a>(
             );
             continue;
         }
-        check_dns_label(p, "/metadata/name", name, 63, diags);
+        check_dns_label(p, "/metadata/name", "profile name", name, 63, diags);
         check_profile_layers(p, diags);
         index.insert(name, p);
     }
@@ -112,9 +113,16 @@ fn check_profile_layers(p: &Located<ClusterProfile>, diags: &mut Vec<Diagnostic>
                 format!("duplicate layer name `{}` in this profile", layer.name),
             ));
         }
-        check_dns_label(p, &format!("{at}/name"), &layer.name, 63, diags);
+        check_dns_label(
+            p,
+            &format!("{at}/name"),
+            "layer name",
+            &layer.name,
+            63,
+            diags,
+        );
         if let Some(ns) = &layer.namespace {
-            check_dns_label(p, &format!("{at}/namespace"), ns, 63, diags);
+            check_dns_label(p, &format!("{at}/namespace"), "namespace", ns, 63, diags);
         }
         if layer.manifests.is_empty() && layer.inline.is_none() {
             diags.push(
@@ -186,6 +194,7 @@ fn resolve_cluster<'a>(
     check_dns_label(
         c,
         "/metadata/name",
+        "cluster name",
         &c.doc.metadata.name,
         MAX_CLUSTER_NAME,
         diags,
@@ -202,8 +211,9 @@ fn resolve_cluster<'a>(
         (None, Some(v)) => v.clone(),
         (None, None) => {
             diags.push(
-                c.error(
-                    "/spec",
+                Diagnostic::error(
+                    &c.file,
+                    c.key_pos("/spec"),
                     "no kubernetesVersion: the cluster names none and fleet.yaml has no default",
                 )
                 .help(
@@ -320,11 +330,12 @@ fn check_infrastructure(c: &Located<Cluster>, diags: &mut Vec<Diagnostic>) {
     }
     if provider == Provider::Vsphere && cp.endpoint.is_none() {
         diags.push(
-            c.error(
-                "/spec/controlPlane",
+            Diagnostic::error(
+                &c.file,
+                c.key_pos("/spec/controlPlane"),
                 "vsphere clusters need `controlPlane.endpoint` (a virtual IP for the API server)",
             )
-            .help("add `endpoint: {host: <ip>, port: 6443}`"),
+            .help("add `endpoint: {host: <ip>, port: 6443}` under spec.controlPlane"),
         );
     }
     if let Some(endpoint) = &cp.endpoint {
@@ -355,10 +366,34 @@ fn check_machine(c: &Located<Cluster>, at: &str, machine: &Machine, diags: &mut 
     let (required, allowed) = machine_fields(provider);
     let present = serde_json::to_value(machine).unwrap_or_default();
     let present = present.as_object().cloned().unwrap_or_default();
-    for field in required {
-        if !present.contains_key(*field) {
-            diags.push(c.error(at, format!("{} machines need `{field}`", provider.as_str())));
-        }
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|f| !present.contains_key(**f))
+        .map(|f| format!("`{f}`"))
+        .collect();
+    if !missing.is_empty() {
+        diags.push(
+            Diagnostic::error(
+                &c.file,
+                c.key_pos(at),
+                format!(
+                    "{} machines need {}; {} has no {}",
+                    provider.as_str(),
+                    required
+                        .iter()
+                        .map(|f| format!("`{f}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    super::schema::dotted(at),
+                    missing.join(", ")
+                ),
+            )
+            .help(format!(
+                "add {} to {}",
+                missing.join(", "),
+                super::schema::dotted(at)
+            )),
+        );
     }
     for field in present.keys() {
         if !allowed.contains(&field.as_str()) {
@@ -394,7 +429,14 @@ fn check_workers(c: &Located<Cluster>, diags: &mut Vec<Diagnostic>) {
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, w) in c.doc.spec.workers.iter().enumerate() {
         let at = format!("/spec/workers/{i}");
-        check_dns_label(c, &format!("{at}/name"), &w.name, 63, diags);
+        check_dns_label(
+            c,
+            &format!("{at}/name"),
+            "worker pool name",
+            &w.name,
+            63,
+            diags,
+        );
         if let Some(first) = names.insert(&w.name, i) {
             diags.push(c.error(
                 &format!("{at}/name"),
@@ -683,25 +725,32 @@ pub fn is_version(v: &str) -> bool {
 fn check_dns_label<T>(
     doc: &Located<T>,
     at: &str,
+    what: &str,
     name: &str,
     max: usize,
     diags: &mut Vec<Diagnostic>,
 ) {
     if let Err(why) = dns_label(name, max) {
-        diags.push(
-            doc.error(at, format!("`{name}` is not a valid name: {why}"))
-                .help("use lowercase letters, digits and '-', starting and ending with a letter or digit"),
-        );
+        let help = if name.len() > max {
+            format!("shorten it to at most {max} characters")
+        } else {
+            "use lowercase letters, digits and '-', starting and ending with a letter or digit"
+                .to_string()
+        };
+        diags.push(doc.error(at, format!("{what} `{name}` {why}")).help(help));
     }
 }
 
 /// A DNS-1123 label of at most `max` characters.
 pub fn dns_label(name: &str, max: usize) -> Result<(), String> {
     if name.is_empty() {
-        return Err("it is empty".into());
+        return Err("is empty".into());
     }
     if name.len() > max {
-        return Err(format!("it is {} characters long, over {max}", name.len()));
+        return Err(format!(
+            "is {} characters long; the limit is {max}",
+            name.len()
+        ));
     }
     let ok_chars = name
         .bytes()
@@ -710,7 +759,7 @@ pub fn dns_label(name: &str, max: usize) -> Result<(), String> {
     if ok_chars && ok_ends {
         Ok(())
     } else {
-        Err("it is not a DNS-1123 label".into())
+        Err("is not a DNS-1123 label (lowercase letters, digits and '-')".into())
     }
 }
 

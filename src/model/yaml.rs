@@ -256,10 +256,28 @@ impl Builder {
         };
         let child = format!("{pointer}/{}", escape_token(&key));
         if map.contains_key(&key) {
+            let first = self.spans.keys.get(&child).copied().unwrap_or_default();
             return Err(YamlError {
                 pos,
-                message: format!("duplicate key `{key}` in this mapping"),
+                message: format!(
+                    "duplicate key `{key}` in this mapping (first set at line {}); \
+                     remove one of them",
+                    first.line
+                ),
             });
+        }
+        // yaml-rust2 places a block mapping at the `:` of its first key; people expect the
+        // mapping to start where its first key does.
+        if map.is_empty() {
+            let pointer = pointer.clone();
+            if let Some(start) = self.spans.values.get_mut(&pointer) {
+                if pos < *start {
+                    *start = pos;
+                    if pointer.is_empty() {
+                        self.doc_start = Some(pos);
+                    }
+                }
+            }
         }
         self.spans.keys.insert(child, pos);
         *pending_key = Some(key);
@@ -415,6 +433,20 @@ mod tests {
         assert_eq!(s.key("/b/c"), Pos { line: 3, col: 3 });
         assert_eq!(s.value("/b/c/1"), Pos { line: 3, col: 10 });
         assert_eq!(s.value("/b/c/1/deeper"), Pos { line: 3, col: 10 });
+    }
+
+    #[test]
+    fn block_mappings_start_at_their_first_key() {
+        let docs = parse_documents(
+            "# c\napiVersion: v1\nspec:\n  workers:\n    - name: a\n      x: {b: 1}\n",
+        )
+        .unwrap();
+        let s = &docs[0].spans;
+        assert_eq!(docs[0].start, Pos { line: 2, col: 1 });
+        assert_eq!(s.value(""), Pos { line: 2, col: 1 });
+        assert_eq!(s.value("/spec"), Pos { line: 4, col: 3 });
+        assert_eq!(s.value("/spec/workers/0"), Pos { line: 5, col: 7 });
+        assert_eq!(s.value("/spec/workers/0/x"), Pos { line: 6, col: 10 });
     }
 
     #[test]

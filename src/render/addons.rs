@@ -15,7 +15,7 @@ use super::envsubst::{referenced, substitute};
 use super::kinds::{compare_objects, is_builtin_cluster_scoped, object_key, object_ref};
 use crate::model::diag::Diagnostic;
 use crate::model::load::{Located, read_text};
-use crate::model::snapshot::RepoSnapshot;
+use crate::model::snapshot::{FileEntry, RepoSnapshot};
 use crate::model::types::{ClusterProfile, Layer};
 use crate::model::validate::ResolvedCluster;
 use crate::model::yaml::{Pos, parse_documents};
@@ -26,14 +26,20 @@ pub struct ManifestDoc {
     pub value: Value,
     pub file: String,
     pub pos: Pos,
+    /// Position of the `kind` value (what a warning about the kind points at).
+    pub kind_pos: Pos,
 }
 
 type Parsed = Arc<Result<Vec<ManifestDoc>, Vec<Diagnostic>>>;
+/// The files a layer's globs expand to.
+type LayerFiles = Arc<Result<Vec<String>, Vec<Diagnostic>>>;
+/// apiVersion group, kind, namespace and name of an object.
+type ObjectKey = (String, String, String, String);
 
 /// Shared across the clusters of one render.
 #[derive(Default)]
 pub struct ManifestCache {
-    globs: Mutex<HashMap<(String, usize), Arc<Result<Vec<String>, Vec<Diagnostic>>>>>,
+    globs: Mutex<HashMap<(String, usize), LayerFiles>>,
     references: Mutex<HashMap<String, Arc<Vec<String>>>>,
     parsed: Mutex<HashMap<(String, Vec<String>), Parsed>>,
 }
@@ -44,8 +50,20 @@ struct TextSource<'a> {
     key: String,
     file: &'a str,
     text: &'a str,
-    /// Position of the text's first line in `file`.
-    origin: Pos,
+    /// How positions in `text` map to positions in `file`.
+    origin: Origin,
+}
+
+/// How a position inside a manifest text maps to its file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// The text is the whole file.
+    File,
+    /// A literal block scalar (`inline: |`): line 1 of the text is file line `line`, and every
+    /// line is indented by `indent` columns in the file.
+    Block { line: u32, indent: u32 },
+    /// Any other scalar: positions inside it cannot be mapped, so everything points at it.
+    At(Pos),
 }
 
 impl ManifestCache {
@@ -54,7 +72,7 @@ impl ManifestCache {
         snapshot: &RepoSnapshot,
         profile: &Located<ClusterProfile>,
         index: usize,
-    ) -> Arc<Result<Vec<String>, Vec<Diagnostic>>> {
+    ) -> LayerFiles {
         let key = (profile.file.clone(), index);
         if let Some(hit) = self
             .globs
@@ -114,6 +132,11 @@ fn expand_globs(
     let mut diags = Vec::new();
     for (j, pattern) in layer.manifests.iter().enumerate() {
         let at = format!("/spec/layers/{index}/manifests/{j}");
+        if crate::model::validate::check_repo_glob(pattern).is_err() {
+            // Already reported once for the profile (absolute, `..` or malformed); saying that it
+            // also matches nothing would only add noise.
+            continue;
+        }
         let matcher = match GlobBuilder::new(pattern).literal_separator(true).build() {
             Ok(g) => g.compile_matcher(),
             Err(e) => {
@@ -126,14 +149,24 @@ fn expand_globs(
         };
         let matched: Vec<&str> = snapshot.paths().filter(|p| matcher.is_match(p)).collect();
         if matched.is_empty() {
-            diags.push(
-                profile
+            let diag = match linked_outside(snapshot, pattern) {
+                Some((link, target)) => profile
+                    .error(
+                        &at,
+                        format!(
+                            "`{pattern}` reaches into `{link}`, a symbolic link that points outside \
+                             the repository (to {target})"
+                        ),
+                    )
+                    .help("copy the files into the repository instead of linking to them"),
+                None => profile
                     .error(
                         &at,
                         format!("`{pattern}` matches no file in the repository"),
                     )
                     .help("globs are relative to the repository root, e.g. addons/cni/*.yaml"),
-            );
+            };
+            diags.push(diag);
         }
         for path in matched {
             if seen.insert(path) {
@@ -146,6 +179,25 @@ fn expand_globs(
     } else {
         Err(diags)
     }
+}
+
+/// A directory on the literal prefix of `pattern` that is a symbolic link out of the repository,
+/// with its target.
+fn linked_outside<'a>(snapshot: &'a RepoSnapshot, pattern: &str) -> Option<(String, &'a str)> {
+    let mut dir = String::new();
+    for part in pattern.split('/') {
+        if part.contains(['*', '?', '[', '{']) {
+            break;
+        }
+        if !dir.is_empty() {
+            dir.push('/');
+        }
+        dir.push_str(part);
+        if let Some(FileEntry::LinkOutside(target)) = snapshot.get(&dir) {
+            return Some((dir, target));
+        }
+    }
+    None
 }
 
 fn substitute_and_parse(
@@ -176,11 +228,15 @@ fn substitute_and_parse(
         let pos = shift(doc.start, source.origin);
         match check_manifest(&doc.value) {
             Ok(()) => out.push(ManifestDoc {
+                kind_pos: shift(doc.spans.value("/kind"), source.origin),
                 value: doc.value,
                 file: source.file.to_string(),
                 pos,
             }),
-            Err(msg) => diags.push(Diagnostic::error(source.file, pos, msg)),
+            Err(msg) => diags.push(Diagnostic::error(source.file, pos, msg).help(
+                "every manifest document must be a Kubernetes object with apiVersion, kind and \
+                 metadata.name; remove empty or partial documents",
+            )),
         }
     }
     if diags.is_empty() {
@@ -193,7 +249,10 @@ fn substitute_and_parse(
 /// A manifest must be a Kubernetes object: apiVersion, kind and metadata.name.
 fn check_manifest(value: &Value) -> Result<(), String> {
     if !value.is_object() {
-        return Err("a manifest must be a mapping with apiVersion, kind and metadata".into());
+        return Err(format!(
+            "a manifest document must be a mapping, found {}",
+            crate::model::schema::describe(value)
+        ));
     }
     let missing: Vec<&str> = [
         ("apiVersion", "/apiVersion"),
@@ -212,12 +271,19 @@ fn check_manifest(value: &Value) -> Result<(), String> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(format!("manifest has no {}", missing.join(", ")))
+        Err(format!(
+            "manifest document has no {}",
+            missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
     }
 }
 
-/// Position of a byte offset of `text`, whose first line is at `origin`.
-fn offset_pos(text: &str, offset: usize, origin: Pos) -> Pos {
+/// Position of a byte offset of `text`, mapped to its file.
+fn offset_pos(text: &str, offset: usize, origin: Origin) -> Pos {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() as u32;
     let col = before
@@ -234,13 +300,40 @@ fn offset_pos(text: &str, offset: usize, origin: Pos) -> Pos {
 }
 
 /// Maps a position inside embedded text to the file that embeds it.
-fn shift(pos: Pos, origin: Pos) -> Pos {
-    if origin.line <= 1 {
-        return pos;
+fn shift(pos: Pos, origin: Origin) -> Pos {
+    match origin {
+        Origin::File => pos,
+        Origin::Block { line, indent } => Pos {
+            line: line + pos.line.max(1) - 1,
+            col: pos.col + indent,
+        },
+        Origin::At(at) => at,
     }
-    Pos {
-        line: origin.line + pos.line - 1,
-        col: pos.col,
+}
+
+/// Where the text of a layer's `inline` starts in its profile file. `key` is the position of
+/// the `inline` key.
+fn inline_origin(file_text: &str, key: Pos, value: Pos) -> Origin {
+    let mut lines = file_text.lines().skip(key.line.saturating_sub(1) as usize);
+    let Some(key_line) = lines.next() else {
+        return Origin::At(value);
+    };
+    let after_key = key_line
+        .get(key.col.saturating_sub(1) as usize..)
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(_, rest)| rest.trim_start())
+        .unwrap_or_default();
+    if !after_key.starts_with('|') {
+        return Origin::At(value);
+    }
+    // Leading blank lines belong to the text, so text line 1 is always the next file line;
+    // the indentation is that of the first line with content.
+    let indent = lines
+        .find(|l| !l.trim().is_empty())
+        .map_or(0, |l| l.len() - l.trim_start_matches(' ').len()) as u32;
+    Origin::Block {
+        line: key.line + 1,
+        indent,
     }
 }
 
@@ -271,7 +364,8 @@ pub fn render_layers<'a>(
         docs_per_layer.push((layer, docs));
     }
     let cluster_scoped_crds = cluster_scoped_custom_kinds(&docs_per_layer);
-    let mut defined: HashMap<(String, String, String, String), (String, Pos)> = HashMap::new();
+    // Where each object was first defined: file, position and layer.
+    let mut defined: HashMap<ObjectKey, (String, Pos, &str)> = HashMap::new();
     docs_per_layer
         .into_iter()
         .map(|(layer, docs)| {
@@ -279,18 +373,29 @@ pub fn render_layers<'a>(
             for doc in docs {
                 if doc.value.get("kind").and_then(Value::as_str) == Some("Secret") {
                     diags.push(
-                        Diagnostic::warning(&doc.file, doc.pos, "plaintext `kind: Secret` in the repository")
+                        Diagnostic::warning(&doc.file, doc.kind_pos, "plaintext `kind: Secret` in the repository")
                             .help("keep secrets out of git: use a SealedSecret, SOPS or an external secret store"),
                     );
                 }
                 let obj = place_in_namespace(doc.value, layer, &cluster_scoped_crds);
-                if let Some((file, pos)) = defined.insert(object_key(&obj), (doc.file.clone(), doc.pos)) {
+                let key = object_key(&obj);
+                if let Some((file, pos, first_layer)) = defined.get(&key) {
                     diags.push(
-                        Diagnostic::error(&doc.file, doc.pos, format!("{} is defined twice", object_ref(&obj)))
-                            .help(format!("it is also defined at {file}:{}; each object may come from one layer only", pos.line)),
+                        Diagnostic::error(
+                            &doc.file,
+                            doc.pos,
+                            format!(
+                                "{} is defined twice: here, by layer `{}`, and at {file}:{}, by layer `{first_layer}`",
+                                object_ref(&obj),
+                                layer.name,
+                                pos.line
+                            ),
+                        )
+                        .help("each object may come from one layer only; remove one of the two"),
                     );
                     continue;
                 }
+                defined.insert(key, (doc.file.clone(), doc.pos, layer.name.as_str()));
                 objects.push(obj);
             }
             objects.sort_by(compare_objects);
@@ -320,7 +425,7 @@ fn layer_sources<'a>(
                             key: path.to_string(),
                             file: path,
                             text,
-                            origin: Pos { line: 1, col: 1 },
+                            origin: Origin::File,
                         }),
                         Err(d) => diags.push(d),
                     }
@@ -330,11 +435,12 @@ fn layer_sources<'a>(
         }
     }
     if let Some(inline) = &layer.inline {
-        let at = profile.pos(&format!("/spec/layers/{index}/inline"));
-        // A block scalar's text starts on the line after its indicator.
-        let origin = Pos {
-            line: at.line + 1,
-            col: 1,
+        let pointer = format!("/spec/layers/{index}/inline");
+        let origin = match read_text(snapshot, &profile.file) {
+            Ok(file_text) => {
+                inline_origin(file_text, profile.key_pos(&pointer), profile.pos(&pointer))
+            }
+            Err(_) => Origin::At(profile.pos(&pointer)),
         };
         sources.push(TextSource {
             key: format!("{}#{index}", profile.file),
@@ -380,4 +486,26 @@ fn place_in_namespace(
         }
     }
     obj
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_text_maps_to_its_place_in_the_profile() {
+        let profile = "layers:\n  - name: a\n    inline: |-\n\n      kind: X\n  - name: b\n    inline: >\n      kind: Y\n";
+        let key = Pos { line: 3, col: 5 };
+        let origin = inline_origin(profile, key, Pos { line: 4, col: 1 });
+        assert_eq!(origin, Origin::Block { line: 4, indent: 6 });
+        // Text line 2 (`kind: X`, after the kept blank line), column 7.
+        assert_eq!(
+            shift(Pos { line: 2, col: 7 }, origin),
+            Pos { line: 5, col: 13 }
+        );
+        let folded_value = Pos { line: 8, col: 7 };
+        let origin = inline_origin(profile, Pos { line: 7, col: 5 }, folded_value);
+        assert_eq!(origin, Origin::At(folded_value));
+        assert_eq!(shift(Pos { line: 3, col: 2 }, origin), folded_value);
+    }
 }

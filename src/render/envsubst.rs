@@ -193,7 +193,7 @@ mod tests {
     fn every_unset_variable_is_reported_with_its_offset() {
         let errs = substitute("a: ${X}\nb: ${Y}\n", &vars(&[])).unwrap_err();
         assert_eq!(errs.len(), 2);
-        assert_eq!(errs[1].offset, 9);
+        assert_eq!(errs[1].offset, 11);
         assert!(errs[0].message.contains("`X`"));
     }
 

@@ -69,16 +69,26 @@ pub fn apply_patches(
                 let mut patched = obj.clone();
                 match json_patch::patch(&mut patched, &ops) {
                     Ok(()) => *obj = patched,
-                    Err(e) => diags.push(
-                        rc.source
-                            .error(&format!("{at}/patch/{}", e.operation), format!(
-                                "patch `{}` failed on {}: {}",
-                                dotted(&at),
-                                object_ref(obj),
-                                e.kind
-                            ))
-                            .help("JSON Patch `add` needs the parent to exist; check the path against `cairn render` output"),
-                    ),
+                    Err(e) => {
+                        let op = patch.patch.get(e.operation);
+                        let verb = op
+                            .map(|o| format!("{:?}", o.op).to_lowercase())
+                            .unwrap_or_default();
+                        let path = op.map(|o| o.path.as_str()).unwrap_or_default();
+                        diags.push(
+                            rc.source
+                                .error(
+                                    &format!("{at}/patch/{}", e.operation),
+                                    format!(
+                                        "patch `{}`: `{verb} {path}` failed on {}: {}",
+                                        dotted(&at),
+                                        object_ref(obj),
+                                        e.kind
+                                    ),
+                                )
+                                .help(patch_help(&verb)),
+                        )
+                    }
                 }
             }
         }
@@ -89,6 +99,16 @@ pub fn apply_patches(
                     .help("target fields (apiVersion, kind, name, stage) must all match; templates match by `<cluster>-<pool>`"),
             );
         }
+    }
+}
+
+fn patch_help(verb: &str) -> &'static str {
+    match verb {
+        "add" => {
+            "`add` needs the parent of the path to exist; compare the path with `cairn render` output"
+        }
+        "test" => "the object does not have the value `test` expects",
+        _ => "the path must exist in the rendered object; compare it with `cairn render` output",
     }
 }
 

@@ -169,7 +169,7 @@ fn unknown_selected(repo: &LoadedRepo, only: &[String]) -> Vec<Diagnostic> {
         .map(|n| {
             let names = repo.clusters.iter().map(|c| c.doc.metadata.name.as_str());
             let mut d = Diagnostic::error(
-                "--cluster",
+                "",
                 Default::default(),
                 format!("no cluster named `{n}` in the repository"),
             );

@@ -35,10 +35,13 @@ pub fn write_bundle(out_dir: &Path, bundle: &Bundle) -> std::io::Result<()> {
 pub struct Staging {
     out_dir: PathBuf,
     dir: PathBuf,
+    /// Whether the output directory was made for this render (and goes if it fails).
+    created_out_dir: bool,
 }
 
 impl Staging {
     pub fn create(out_dir: &Path) -> std::io::Result<Staging> {
+        let created_out_dir = !out_dir.exists();
         let dir = out_dir.join(format!(".cairn-render-{}", std::process::id()));
         if dir.exists() {
             std::fs::remove_dir_all(&dir)?;
@@ -47,6 +50,7 @@ impl Staging {
         Ok(Staging {
             out_dir: out_dir.to_path_buf(),
             dir,
+            created_out_dir,
         })
     }
 
@@ -67,8 +71,12 @@ impl Staging {
         std::fs::remove_dir_all(&self.dir)
     }
 
+    /// Removes everything this render wrote, leaving the output as it was.
     pub fn discard(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        if self.created_out_dir {
+            let _ = std::fs::remove_dir(&self.out_dir);
+        }
     }
 }
 

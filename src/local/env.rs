@@ -1,0 +1,208 @@
+//! `cairn local up|status|down`: a management API server with the CAPI CRDs and the provider
+//! simulator, running in the background under one state directory.
+//!
+//! Layout of the state directory:
+//! ```text
+//! DIR/mgmt.kubeconfig          admin kubeconfig of the management API server
+//! DIR/mgmt/                    its etcd data, PKI, logs and pid files
+//! DIR/simulator.{log,pid}      the simulator process
+//! DIR/clusters/<name>/...      workload API servers the simulator starts
+//! ```
+//! Every process leaves a pid file, so `down` finds and stops them all, even after a crash.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::apiserver::{ApiServer, ApiServerError, ApiServerOptions};
+use super::assets::{AssetError, Assets};
+use super::crds::{CrdError, crd_dir, load_crds};
+use super::pidfile;
+use crate::kube_client::{DynamicApi, KubeError, install_crds};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    #[error(transparent)]
+    Assets(#[from] AssetError),
+    #[error(transparent)]
+    ApiServer(#[from] ApiServerError),
+    #[error(transparent)]
+    Crds(#[from] CrdError),
+    #[error("installing the CRDs into the management API server: {0}")]
+    Install(#[from] KubeError),
+    #[error("cannot reach the management API server: {0}")]
+    Client(#[from] kube::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the local environment in {dir} is already running; `cairn local down --dir {dir}` stops it"
+    )]
+    AlreadyUp { dir: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LocalError + '_ {
+    move |source| LocalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub fn mgmt_kubeconfig_path(dir: &Path) -> PathBuf {
+    dir.join("mgmt.kubeconfig")
+}
+
+/// What `up` started.
+#[derive(Debug, Serialize)]
+pub struct UpReport {
+    pub kubeconfig: PathBuf,
+    pub server: String,
+    pub crds: usize,
+    pub simulator_pid: u32,
+}
+
+/// Starts the management API server, installs the CRDs, starts the simulator in the
+/// background, and returns once the server is ready.
+pub async fn up(
+    dir: &Path,
+    tools_dir: &Path,
+    machine_delay: Duration,
+) -> Result<UpReport, LocalError> {
+    if pidfile::find(dir).iter().any(pidfile::Recorded::alive) {
+        return Err(LocalError::AlreadyUp {
+            dir: dir.display().to_string(),
+        });
+    }
+    if dir.exists() {
+        // Leftovers of a crashed run: nothing in it is running any more.
+        std::fs::remove_dir_all(dir).map_err(io_err(dir))?;
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let assets = Assets::find_or_build(tools_dir)?;
+    let mut opts = ApiServerOptions::new("mgmt", dir.join("mgmt"));
+    opts.detach = true;
+    let server = ApiServer::start(&assets, opts).await?;
+    let crds = load_crds(&crd_dir(tools_dir)?)?;
+    let api = DynamicApi::new(server.client().await?);
+    install_crds(&api, &crds, Duration::from_secs(90)).await?;
+    let kubeconfig = mgmt_kubeconfig_path(dir);
+    std::fs::write(&kubeconfig, &server.kubeconfig).map_err(io_err(&kubeconfig))?;
+    let simulator_pid = spawn_simulator(dir, &assets, machine_delay)?;
+    let report = UpReport {
+        kubeconfig,
+        server: format!("https://127.0.0.1:{}", server.port),
+        crds: crds.len(),
+        simulator_pid,
+    };
+    server.release();
+    Ok(report)
+}
+
+/// Runs `cairn local simulate --dir DIR` detached, logging to `DIR/simulator.log`.
+fn spawn_simulator(
+    dir: &Path,
+    assets: &Assets,
+    machine_delay: Duration,
+) -> Result<u32, LocalError> {
+    let exe = std::env::current_exe().map_err(io_err(Path::new("current executable")))?;
+    let log_path = dir.join("simulator.log");
+    let log = std::fs::File::create(&log_path).map_err(io_err(&log_path))?;
+    let log_err = log.try_clone().map_err(io_err(&log_path))?;
+    let mut cmd = Command::new(&exe);
+    cmd.args(["local", "simulate", "--dir"])
+        .arg(dir)
+        .arg("--machine-delay-ms")
+        .arg(machine_delay.as_millis().to_string())
+        .env("TEST_ASSET_KUBE_APISERVER", &assets.kube_apiserver)
+        .env("TEST_ASSET_ETCD", &assets.etcd)
+        .env("TEST_ASSET_KUBECTL", &assets.kubectl)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe; it detaches the simulator from our session.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().map_err(io_err(&exe))?;
+    let pid_path = dir.join("simulator.pid");
+    pidfile::write(&pid_path, child.id(), &exe).map_err(io_err(&pid_path))?;
+    Ok(child.id())
+}
+
+/// One process of the environment.
+#[derive(Debug, Serialize)]
+pub struct ProcessStatus {
+    pub name: String,
+    pub pid: u32,
+    pub running: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub dir: PathBuf,
+    pub processes: Vec<ProcessStatus>,
+    /// Whether the management API server answers.
+    pub api_server_ready: bool,
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl Status {
+    pub fn healthy(&self) -> bool {
+        self.api_server_ready
+            && !self.processes.is_empty()
+            && self.processes.iter().all(|p| p.running)
+    }
+}
+
+pub async fn status(dir: &Path) -> Status {
+    let processes = pidfile::find(dir)
+        .into_iter()
+        .map(|p| ProcessStatus {
+            name: p
+                .pid_file
+                .strip_prefix(dir)
+                .unwrap_or(&p.pid_file)
+                .with_extension("")
+                .display()
+                .to_string(),
+            pid: p.pid,
+            running: p.alive(),
+        })
+        .collect();
+    let kubeconfig = mgmt_kubeconfig_path(dir);
+    let api_server_ready = match std::fs::read_to_string(&kubeconfig) {
+        Ok(yaml) => match crate::kube_client::client_from_kubeconfig(&yaml).await {
+            Ok(client) => {
+                tokio::time::timeout(Duration::from_secs(5), crate::kube_client::ready(&client))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            }
+            Err(_) => false,
+        },
+        Err(_) => false,
+    };
+    Status {
+        dir: dir.to_path_buf(),
+        processes,
+        api_server_ready,
+        kubeconfig: kubeconfig.exists().then_some(kubeconfig),
+    }
+}
+
+/// Stops every process recorded under `dir` and removes it. Returns how many were running.
+pub fn down(dir: &Path) -> Result<usize, LocalError> {
+    let stopped = pidfile::stop_all(&pidfile::find(dir), Duration::from_secs(10));
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io_err(dir))?;
+    }
+    Ok(stopped.len())
+}

@@ -1,0 +1,63 @@
+//! Helpers shared by the integration tests: config repositories written to temporary
+//! directories, and the built `cairn` binary run against them.
+
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+
+/// Writes `files` (repository-relative path, content) into a new temporary directory.
+pub fn write_repo<P, C>(files: impl IntoIterator<Item = (P, C)>) -> tempfile::TempDir
+where
+    P: AsRef<Path>,
+    C: AsRef<[u8]>,
+{
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    write_files(dir.path(), files);
+    dir
+}
+
+/// Writes `files` below `root`, creating parent directories as needed.
+pub fn write_files<P, C>(root: &Path, files: impl IntoIterator<Item = (P, C)>)
+where
+    P: AsRef<Path>,
+    C: AsRef<[u8]>,
+{
+    for (path, content) in files {
+        let path = root.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent directories");
+        }
+        std::fs::write(&path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+}
+
+/// What a run of the binary produced.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the built `cairn` binary with `args`, in the current directory.
+pub fn cairn<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Run {
+    cairn_in(Path::new("."), args)
+}
+
+/// Runs the built `cairn` binary with `args`, in `cwd`.
+pub fn cairn_in<S: AsRef<OsStr>>(cwd: &Path, args: impl IntoIterator<Item = S>) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("CAIRN_LOG")
+        .output()
+        .expect("run the cairn binary");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
