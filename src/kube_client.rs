@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{ApiCapabilities, Scope, pinned_kind};
@@ -190,6 +190,169 @@ impl DynamicApi {
                 source,
             })?;
         Ok(found.map(|o| serde_json::to_value(o).unwrap_or(Value::Null)))
+    }
+}
+
+impl DynamicApi {
+    /// The API of a kind, in `namespace` (or across all namespaces / cluster-scoped when `None`).
+    pub async fn api(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<Api<DynamicObject>, KubeError> {
+        let object = match namespace {
+            Some(ns) => format!("{kind}/{ns}/*"),
+            None => format!("{kind}/*"),
+        };
+        let (resource, caps) =
+            self.resource(api_version, kind)
+                .await
+                .map_err(|source| KubeError::UnknownKind {
+                    object,
+                    api_version: api_version.to_string(),
+                    kind: kind.to_string(),
+                    source,
+                })?;
+        Ok(match (caps.scope, namespace) {
+            (Scope::Namespaced, Some(ns)) => {
+                Api::namespaced_with(self.client.clone(), ns, &resource)
+            }
+            _ => Api::all_with(self.client.clone(), &resource),
+        })
+    }
+
+    /// Every object of a kind (in `namespace`, or everywhere), optionally filtered by a label
+    /// selector. Each item carries its `apiVersion` and `kind`.
+    pub async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> Result<Vec<Value>, KubeError> {
+        let api = self.api(api_version, kind, namespace).await?;
+        let mut params = ListParams::default();
+        if let Some(selector) = label_selector {
+            params = params.labels(selector);
+        }
+        let list = api
+            .list(&params)
+            .await
+            .map_err(|source| KubeError::Request {
+                object: match namespace {
+                    Some(ns) => format!("{kind}/{ns}/*"),
+                    None => format!("{kind}/*"),
+                },
+                verb: "list",
+                source,
+            })?;
+        Ok(list
+            .items
+            .into_iter()
+            .map(|item| {
+                let mut value = serde_json::to_value(item).unwrap_or(Value::Null);
+                value["apiVersion"] = Value::from(api_version);
+                value["kind"] = Value::from(kind);
+                value
+            })
+            .collect())
+    }
+
+    /// Server-side apply under another field manager (strict validation, forcing conflicts when
+    /// `force`).
+    pub async fn apply_as(
+        &self,
+        obj: &Value,
+        field_manager: &str,
+        force: bool,
+    ) -> Result<Value, KubeError> {
+        let (api, name) = self.api_for(obj).await?;
+        let mut params = PatchParams::apply(field_manager).validation_strict();
+        if force {
+            params = params.force();
+        }
+        let applied = api
+            .patch(&name, &params, &Patch::Apply(obj))
+            .await
+            .map_err(|source| KubeError::Request {
+                object: object_ref(obj),
+                verb: "server-side apply",
+                source,
+            })?;
+        Ok(serde_json::to_value(applied).unwrap_or(Value::Null))
+    }
+
+    /// A JSON merge patch (RFC 7386) of `obj` (which names the object). Put
+    /// `metadata.resourceVersion` in the patch for optimistic concurrency.
+    pub async fn merge_patch(
+        &self,
+        obj: &Value,
+        patch: &Value,
+        field_manager: &str,
+    ) -> Result<Value, KubeError> {
+        let (api, name) = self.api_for(obj).await?;
+        let params = PatchParams {
+            field_manager: Some(field_manager.to_string()),
+            ..PatchParams::default()
+        };
+        let patched = api
+            .patch(&name, &params, &Patch::Merge(patch))
+            .await
+            .map_err(|source| KubeError::Request {
+                object: object_ref(obj),
+                verb: "patch",
+                source,
+            })?;
+        Ok(serde_json::to_value(patched).unwrap_or(Value::Null))
+    }
+
+    /// A JSON merge patch of the status subresource: `{"status": status}`.
+    pub async fn patch_status(
+        &self,
+        obj: &Value,
+        status: &Value,
+        field_manager: &str,
+    ) -> Result<Value, KubeError> {
+        let (api, name) = self.api_for(obj).await?;
+        let params = PatchParams {
+            field_manager: Some(field_manager.to_string()),
+            ..PatchParams::default()
+        };
+        let patch = serde_json::json!({ "status": status });
+        let patched = api
+            .patch_status(&name, &params, &Patch::Merge(&patch))
+            .await
+            .map_err(|source| KubeError::Request {
+                object: object_ref(obj),
+                verb: "patch status",
+                source,
+            })?;
+        Ok(serde_json::to_value(patched).unwrap_or(Value::Null))
+    }
+
+    /// Deletes the object (only the one with `obj`'s uid, when it has one). Returns false when it
+    /// was already gone.
+    pub async fn delete(&self, obj: &Value) -> Result<bool, KubeError> {
+        let (api, name) = self.api_for(obj).await?;
+        let mut params = DeleteParams::background();
+        if let Some(uid) = str_field(obj, "/metadata/uid") {
+            params = params.preconditions(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            });
+        }
+        match api.delete(&name, &params).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+            // The uid precondition failed: the object was replaced by another of the same name.
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(source) => Err(KubeError::Request {
+                object: object_ref(obj),
+                verb: "delete",
+                source,
+            }),
+        }
     }
 }
 

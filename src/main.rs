@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -59,11 +60,51 @@ enum Command {
         #[arg(long)]
         out: String,
     },
+    /// A local environment: real API servers and a Cluster API provider simulator.
+    #[command(subcommand)]
+    Local(LocalCommand),
     /// Write the JSON Schemas of Fleet, Cluster and ClusterProfile (for editors).
     Schema {
         /// Directory to write `*.schema.json` into.
         #[arg(long, default_value = "schema")]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum LocalCommand {
+    /// Start a management API server with the CAPI CRDs and the provider simulator in the
+    /// background; returns once the server is ready.
+    ///
+    /// Needs Go the first time: kube-apiserver and etcd are built from the Go module proxy and
+    /// cached (or set KUBEBUILDER_ASSETS). Then `export KUBECONFIG=DIR/mgmt.kubeconfig`.
+    Up {
+        #[arg(long, default_value = ".cairn/local")]
+        dir: PathBuf,
+        /// How long the simulator takes to provision each machine.
+        #[arg(long, default_value_t = 200)]
+        machine_delay_ms: u64,
+    },
+    /// Show the processes of the local environment and whether its API server answers.
+    /// Exit code 0 when everything runs, 2 otherwise.
+    Status {
+        #[arg(long, default_value = ".cairn/local")]
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// Stop every process of the local environment and remove its state.
+    Down {
+        #[arg(long, default_value = ".cairn/local")]
+        dir: PathBuf,
+    },
+    /// Run the provider simulator in the foreground (what `up` starts in the background).
+    #[command(hide = true)]
+    Simulate {
+        #[arg(long, default_value = ".cairn/local")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        machine_delay_ms: u64,
     },
 }
 
@@ -123,7 +164,10 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+    // kube's client builder logs every failed request at ERROR, including the expected
+    // refusals while an API server starts; cairn reports failures itself, with context.
+    let quiet = format!("{filter},kube_client::client::builder=off");
+    let filter = tracing_subscriber::EnvFilter::try_new(&quiet)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -139,6 +183,7 @@ fn run(command: Command) -> Result<u8> {
             clusters,
             out,
         } => render(&repo, &clusters, &out),
+        Command::Local(command) => tokio::runtime::Runtime::new()?.block_on(local(command)),
         Command::Schema { out } => write_schemas(&out),
     }
 }
@@ -210,6 +255,84 @@ fn render(repo: &RepoArgs, clusters: &[String], out: &str) -> Result<u8> {
     }
     staging.commit()?;
     Ok(EXIT_OK)
+}
+
+/// Where the asset build scripts are: `$CAIRN_TOOLS_DIR`, `./tools`, or the source checkout
+/// cairn was built from.
+fn tools_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CAIRN_TOOLS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let here = PathBuf::from("tools");
+    if here.join("build-assets.sh").exists() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tools")
+}
+
+async fn local(command: LocalCommand) -> Result<u8> {
+    use cairn::local::env;
+    match command {
+        LocalCommand::Up {
+            dir,
+            machine_delay_ms,
+        } => {
+            let report =
+                env::up(&dir, &tools_dir(), Duration::from_millis(machine_delay_ms)).await?;
+            eprintln!(
+                "management API server ready at {} with {} CRDs; simulator pid {}",
+                report.server, report.crds, report.simulator_pid
+            );
+            eprintln!("  export KUBECONFIG={}", report.kubeconfig.display());
+            eprintln!(
+                "  cairn local down --dir {}   # stops everything",
+                dir.display()
+            );
+            Ok(EXIT_OK)
+        }
+        LocalCommand::Status { dir, output } => {
+            let status = env::status(&dir).await;
+            match output {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+                OutputFormat::Text => {
+                    println!(
+                        "{}: API server {}",
+                        dir.display(),
+                        if status.api_server_ready {
+                            "ready"
+                        } else {
+                            "not answering"
+                        }
+                    );
+                    for p in &status.processes {
+                        println!(
+                            "  {:<40} pid {:<8} {}",
+                            p.name,
+                            p.pid,
+                            if p.running { "running" } else { "stopped" }
+                        );
+                    }
+                }
+            }
+            Ok(if status.healthy() {
+                EXIT_OK
+            } else {
+                EXIT_ERROR
+            })
+        }
+        LocalCommand::Down { dir } => {
+            let stopped = env::down(&dir)?;
+            eprintln!("stopped {stopped} process(es); removed {}", dir.display());
+            Ok(EXIT_OK)
+        }
+        LocalCommand::Simulate {
+            dir,
+            machine_delay_ms,
+        } => {
+            env::simulate(&dir, Duration::from_millis(machine_delay_ms)).await?;
+            Ok(EXIT_OK)
+        }
+    }
 }
 
 fn write_schemas(out: &Path) -> Result<u8> {

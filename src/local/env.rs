@@ -20,6 +20,7 @@ use super::apiserver::{ApiServer, ApiServerError, ApiServerOptions};
 use super::assets::{AssetError, Assets};
 use super::crds::{CrdError, crd_dir, load_crds};
 use super::pidfile;
+use super::simulator::{self, SimulatorConfig, SimulatorError};
 use crate::kube_client::{DynamicApi, KubeError, install_crds};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,8 @@ pub enum LocalError {
     Install(#[from] KubeError),
     #[error("cannot reach the management API server: {0}")]
     Client(#[from] kube::Error),
+    #[error("provider simulator: {0}")]
+    Simulator(#[from] SimulatorError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -205,4 +208,25 @@ pub fn down(dir: &Path) -> Result<usize, LocalError> {
         std::fs::remove_dir_all(dir).map_err(io_err(dir))?;
     }
     Ok(stopped.len())
+}
+
+/// Runs the provider simulator against `DIR/mgmt.kubeconfig` until SIGTERM or Ctrl-C; the
+/// workload API servers it starts live under `DIR/clusters/` and stop with it.
+pub async fn simulate(dir: &Path, machine_delay: Duration) -> Result<(), LocalError> {
+    let kubeconfig_path = mgmt_kubeconfig_path(dir);
+    let kubeconfig = std::fs::read_to_string(&kubeconfig_path).map_err(io_err(&kubeconfig_path))?;
+    let mut config = SimulatorConfig::new(kubeconfig, dir.join("clusters"), Assets::from_env()?);
+    config.machine_delay = machine_delay;
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        let _ = stop.send(true);
+    });
+    simulator::run(config, shutdown).await?;
+    Ok(())
 }

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod crds;
 pub mod env;
 pub mod pidfile;
+pub mod simulator;
 
 pub use apiserver::{ApiServer, ApiServerError, ApiServerOptions};
 pub use assets::{AssetError, Assets};

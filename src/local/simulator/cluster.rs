@@ -1,0 +1,249 @@
+//! The Cluster and its infrastructure cluster: what CAPI's cluster controller and the
+//! infrastructure provider do (owner references, the finalizer, provisioning, the control-plane
+//! endpoint, phase, conditions and counters), and the order of one cluster's reconciliation.
+
+use serde_json::{Value, json};
+
+use super::controlplane::{self, ControlPlane};
+use super::machinedeployment::{self, Workers};
+use super::machines::is_running;
+use super::objects::{CAPI, generation, ident, is_deleting, name, object_ref, s};
+use super::status::{Cond, cond_if, conditions};
+use super::workload::{NodeSpec, delete_node, machine_of, nodes_of, register_node};
+use super::{Ctx, SimulatorError, is_paused, teardown};
+
+/// The finalizer CAPI's cluster controller puts on every Cluster.
+pub const CLUSTER_FINALIZER: &str = "cluster.cluster.x-k8s.io";
+
+/// One Cluster, wherever it lives.
+pub async fn reconcile(ctx: &mut Ctx<'_>) -> Result<(), SimulatorError> {
+    let key = format!("{}/{}", ctx.namespace, ctx.name);
+    if is_paused(&ctx.cluster) {
+        ctx.report.paused.push(key);
+        return Ok(());
+    }
+    if is_deleting(&ctx.cluster) {
+        return teardown::delete_cluster(ctx).await;
+    }
+    ctx.report
+        .clusters
+        .push(format!("{key}@{}", ctx.server.label));
+    ctx.cluster = ctx
+        .server
+        .ensure_finalizer(&ctx.cluster, CLUSTER_FINALIZER)
+        .await?;
+
+    let infra = reconcile_infra(ctx).await?;
+    let mut machines: Vec<Value> = ctx
+        .server
+        .list(CAPI, "Machine", Some(&ctx.namespace), None)
+        .await?
+        .into_iter()
+        .filter(|m| s(m, "/spec/clusterName") == ctx.name)
+        .collect();
+    let cp = controlplane::reconcile(ctx, &mut machines, infra.provisioned).await?;
+    let workers = machinedeployment::reconcile(ctx, &mut machines).await?;
+    sync_nodes(ctx, &machines).await?;
+    write_status(ctx, &infra, cp.as_ref(), &workers).await
+}
+
+/// What the infrastructure cluster says.
+pub struct Infra {
+    pub provisioned: bool,
+}
+
+/// Provisions the infrastructure cluster (status as its contract wants it; the control-plane
+/// endpoint of the workload server when it has none) and copies the endpoint to the Cluster.
+async fn reconcile_infra(ctx: &mut Ctx<'_>) -> Result<Infra, SimulatorError> {
+    let server = ctx.server.clone();
+    let Some(infra_ref) = ctx.cluster.pointer("/spec/infrastructureRef").cloned() else {
+        return Ok(Infra { provisioned: true });
+    };
+    let info = server
+        .kind(s(&infra_ref, "/apiGroup"), s(&infra_ref, "/kind"))
+        .await?;
+    let wanted = ident(
+        &info.api_version,
+        s(&infra_ref, "/kind"),
+        &ctx.namespace,
+        s(&infra_ref, "/name"),
+    );
+    let infra = server
+        .fetch(&wanted)
+        .await?
+        .ok_or_else(|| SimulatorError::MissingRef {
+            referrer: object_ref(&ctx.cluster),
+            object: object_ref(&wanted),
+        })?;
+    let mut infra = server.ensure_owner(&infra, &ctx.cluster, true).await?;
+
+    if let Some(workload) = &ctx.state.workload {
+        if info.has(&["spec", "controlPlaneEndpoint"])
+            && s(&infra, "/spec/controlPlaneEndpoint/host").is_empty()
+        {
+            let patch = json!({"spec": {"controlPlaneEndpoint": {
+                "host": "127.0.0.1", "port": workload.port,
+            }}});
+            infra = server
+                .merge_patch(&infra, &patch, "set the control-plane endpoint")
+                .await?;
+        }
+    }
+    let mut status = json!({});
+    if info.has(&["status", "initialization"]) {
+        status["initialization"] = json!({"provisioned": true});
+        status["conditions"] = conditions(
+            infra.pointer("/status/conditions"),
+            &[Cond::new("Ready", true, "Ready")],
+            generation(&infra),
+        );
+    }
+    if info.has(&["status", "ready"]) {
+        status["ready"] = true.into();
+    }
+    server
+        .set_status(&infra, status, "provision the infrastructure cluster")
+        .await?;
+
+    let endpoint = infra.pointer("/spec/controlPlaneEndpoint").cloned();
+    if let Some(endpoint) = endpoint.filter(|e| !s(e, "/host").is_empty()) {
+        if s(&ctx.cluster, "/spec/controlPlaneEndpoint/host").is_empty() {
+            let patch = json!({"spec": {"controlPlaneEndpoint": endpoint}});
+            ctx.cluster = server
+                .merge_patch(&ctx.cluster, &patch, "copy the control-plane endpoint")
+                .await?;
+        }
+    }
+    Ok(Infra { provisioned: true })
+}
+
+/// A Node for every running machine, none for machines that are gone.
+async fn sync_nodes(ctx: &mut Ctx<'_>, machines: &[Value]) -> Result<(), SimulatorError> {
+    let Some(workload) = &ctx.state.workload else {
+        return Ok(());
+    };
+    let server = workload.server.clone();
+    let nodes = nodes_of(&server, &ctx.name, &ctx.namespace).await?;
+    for machine in machines.iter().filter(|m| is_running(m)) {
+        if nodes.iter().any(|n| name(n) == name(machine)) {
+            continue;
+        }
+        register_node(
+            &server,
+            &NodeSpec {
+                name: name(machine),
+                cluster: &ctx.name,
+                namespace: &ctx.namespace,
+                provider_id: s(machine, "/spec/providerID"),
+                version: s(machine, "/spec/version"),
+                control_plane: machine
+                    .pointer("/metadata/labels/cluster.x-k8s.io~1control-plane")
+                    .is_some(),
+            },
+        )
+        .await?;
+        ctx.report.created.push(format!("Node/{}", name(machine)));
+    }
+    for node in &nodes {
+        if !machines.iter().any(|m| name(m) == machine_of(node))
+            && delete_node(&server, name(node)).await?
+        {
+            ctx.report.deleted.push(format!("Node/{}", name(node)));
+        }
+    }
+    Ok(())
+}
+
+/// Phase, initialization, counters and conditions of the Cluster.
+async fn write_status(
+    ctx: &mut Ctx<'_>,
+    infra: &Infra,
+    cp: Option<&ControlPlane>,
+    workers: &Workers,
+) -> Result<(), SimulatorError> {
+    let cluster = &ctx.cluster;
+    let was_initialized =
+        cluster.pointer("/status/initialization/controlPlaneInitialized") == Some(&json!(true));
+    let initialized = was_initialized || cp.is_some_and(|c| c.initialized);
+    let cp_available = cp.is_none_or(|c| c.available);
+    let rolling = cp.is_some_and(|c| c.rolling_out) || workers.rolling_out;
+    let scaling_up = cp.is_some_and(|c| c.scaling_up) || workers.scaling_up;
+    let scaling_down = cp.is_some_and(|c| c.scaling_down) || workers.scaling_down;
+    let available = infra.provisioned
+        && initialized
+        && cp_available
+        && workers.available
+        && !rolling
+        && !scaling_up
+        && !scaling_down;
+    let conds = [
+        cond_if(
+            "InfrastructureReady",
+            infra.provisioned,
+            "Ready",
+            "NotReady",
+        ),
+        cond_if(
+            "ControlPlaneInitialized",
+            initialized,
+            "Initialized",
+            "NotInitialized",
+        ),
+        cond_if(
+            "ControlPlaneAvailable",
+            initialized && cp_available,
+            "Available",
+            "NotAvailable",
+        ),
+        cond_if(
+            "WorkersAvailable",
+            workers.available,
+            "Available",
+            "NotAvailable",
+        ),
+        cond_if("RollingOut", rolling, "RollingOut", "NotRollingOut"),
+        cond_if("ScalingUp", scaling_up, "ScalingUp", "NotScalingUp"),
+        cond_if("ScalingDown", scaling_down, "ScalingDown", "NotScalingDown"),
+        cond_if(
+            "RemoteConnectionProbe",
+            ctx.state.workload.is_some(),
+            "ProbeSucceeded",
+            "ProbeFailed",
+        ),
+        cond_if("Available", available, "Available", "NotAvailable"),
+        Cond::new("Deleting", false, "NotDeleting"),
+        Cond::new("Paused", false, "NotPaused"),
+    ];
+    let mut status = json!({
+        "phase": if infra.provisioned { "Provisioned" } else { "Provisioning" },
+        "initialization": {
+            "infrastructureProvisioned": infra.provisioned,
+            "controlPlaneInitialized": initialized,
+        },
+        "conditions": conditions(cluster.pointer("/status/conditions"), &conds, generation(cluster)),
+        "workers": {
+            "desiredReplicas": workers.desired,
+            "replicas": workers.counters.replicas,
+            "readyReplicas": workers.counters.ready,
+            "availableReplicas": workers.counters.available,
+            "upToDateReplicas": workers.counters.up_to_date,
+        },
+    });
+    if let Some(g) = generation(cluster) {
+        status["observedGeneration"] = g.into();
+    }
+    if let Some(cp) = cp {
+        status["controlPlane"] = json!({
+            "desiredReplicas": cp.desired,
+            "replicas": cp.counters.replicas,
+            "readyReplicas": cp.counters.ready,
+            "availableReplicas": cp.counters.available,
+            "upToDateReplicas": cp.counters.up_to_date,
+        });
+    }
+    ctx.cluster = ctx
+        .server
+        .set_status(&ctx.cluster, status, "set the Cluster status")
+        .await?;
+    Ok(())
+}

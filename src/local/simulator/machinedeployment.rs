@@ -1,0 +1,420 @@
+//! The MachineDeployment and MachineSet controllers: one MachineSet per distinct machine
+//! template (bootstrap config, infrastructure template, version, failure domain); the current
+//! one scaled to `spec.replicas`, older ones scaled to zero and deleted once the current one is
+//! fully up (a rolling replacement); Machines per MachineSet; and their statuses.
+
+use serde_json::{Map, Value, json};
+
+use super::machines::{self, NewMachine, base_labels, deletion_order, is_running};
+use super::naming::{hash, random_name};
+use super::objects::{
+    BOOTSTRAP_API, CAPI, CLUSTER_NAME_LABEL, controlled_by, generation, ident, int, is_deleting,
+    labels, name, object_ref, owner_ref, s, uid,
+};
+use super::status::{Cond, Counters, cond_if, conditions, is_true};
+use super::{Ctx, SimulatorError};
+
+pub const TEMPLATE_HASH_LABEL: &str = "machine-template-hash";
+pub const DEPLOYMENT_NAME_LABEL: &str = "cluster.x-k8s.io/deployment-name";
+pub const SET_NAME_LABEL: &str = "cluster.x-k8s.io/set-name";
+
+/// What the workers report to the Cluster.
+#[derive(Default)]
+pub struct Workers {
+    pub desired: i64,
+    pub counters: Counters,
+    pub available: bool,
+    pub rolling_out: bool,
+    pub scaling_up: bool,
+    pub scaling_down: bool,
+}
+
+/// Every MachineDeployment of the cluster. One that fails is reported and the others go on.
+pub async fn reconcile(
+    ctx: &mut Ctx<'_>,
+    machines: &mut Vec<Value>,
+) -> Result<Workers, SimulatorError> {
+    let server = ctx.server.clone();
+    let of_cluster = |o: &Value| s(o, "/spec/clusterName") == ctx.name && !is_deleting(o);
+    let deployments: Vec<Value> = server
+        .list(CAPI, "MachineDeployment", Some(&ctx.namespace), None)
+        .await?
+        .into_iter()
+        .filter(of_cluster)
+        .collect();
+    let sets: Vec<Value> = server
+        .list(CAPI, "MachineSet", Some(&ctx.namespace), None)
+        .await?
+        .into_iter()
+        .filter(of_cluster)
+        .collect();
+    let mut workers = Workers {
+        available: true,
+        ..Workers::default()
+    };
+    for md in deployments {
+        match reconcile_deployment(ctx, &md, &sets, machines).await {
+            Ok(w) => {
+                workers.desired += w.desired;
+                workers.counters.add(w.counters);
+                workers.available &= w.available;
+                workers.rolling_out |= w.rolling_out;
+                workers.scaling_up |= w.scaling_up;
+                workers.scaling_down |= w.scaling_down;
+            }
+            Err(e) => {
+                tracing::warn!(cluster = %ctx.name, "{}: {e}", object_ref(&md));
+                workers.available = false;
+                ctx.report.errors.push(e);
+            }
+        }
+    }
+    Ok(workers)
+}
+
+/// The `k=v,...` form of a selector's matchLabels.
+fn selector_string(selector: &Value) -> String {
+    selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+async fn reconcile_deployment(
+    ctx: &mut Ctx<'_>,
+    md: &Value,
+    sets: &[Value],
+    machines: &mut Vec<Value>,
+) -> Result<Workers, SimulatorError> {
+    let server = ctx.server.clone();
+    let md = server.ensure_owner(md, &ctx.cluster, false).await?;
+    let spec = md
+        .pointer("/spec/template/spec")
+        .cloned()
+        .unwrap_or(Value::Null);
+    // The templates belong to the Cluster, as CAPI's MachineDeployment controller records.
+    for template in templates_of(ctx, &md, &spec).await? {
+        server.ensure_owner(&template, &ctx.cluster, false).await?;
+    }
+    let template_key = json!({
+        "version": spec.get("version"),
+        "bootstrap": spec.get("bootstrap"),
+        "infrastructureRef": spec.get("infrastructureRef"),
+        "failureDomain": spec.get("failureDomain"),
+    });
+    let template_hash = hash(&template_key, 10);
+    let md_name = name(&md);
+    let prefix = &md_name[..md_name.len().min(240)];
+    let current_name = format!("{prefix}-{template_hash}");
+    let desired = int(&md, "/spec/replicas", 1);
+    let md_uid = uid(&md).to_string();
+    let owned: Vec<&Value> = sets
+        .iter()
+        .filter(|ms| controlled_by(ms, &md_uid))
+        .collect();
+
+    // The current MachineSet, at the desired size.
+    let mut template = md
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let mut template_labels = labels(&template, "/metadata/labels");
+    template_labels.insert(TEMPLATE_HASH_LABEL.into(), template_hash.clone().into());
+    template_labels.insert(DEPLOYMENT_NAME_LABEL.into(), md_name.into());
+    template_labels.insert(CLUSTER_NAME_LABEL.into(), ctx.name.clone().into());
+    template["metadata"]["labels"] = Value::Object(template_labels.clone());
+    let mut selector = md
+        .pointer("/spec/selector")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    selector["matchLabels"][TEMPLATE_HASH_LABEL] = template_hash.clone().into();
+    let mut set = ident(CAPI, "MachineSet", &ctx.namespace, &current_name);
+    set["metadata"]["labels"] = Value::Object(template_labels);
+    set["metadata"]["ownerReferences"] = json!([owner_ref(&md, true)]);
+    set["spec"] = json!({
+        "clusterName": ctx.name,
+        "replicas": desired,
+        "selector": selector,
+        "template": template,
+    });
+    let existing = owned.iter().find(|ms| name(ms) == current_name);
+    let current = match existing {
+        Some(ms) if int(ms, "/spec/replicas", -1) == desired => (*ms).clone(),
+        Some(_) => server.apply(&set, "scale the MachineSet").await?,
+        None => {
+            let created = server.apply(&set, "create a MachineSet").await?;
+            ctx.report.created.push(object_ref(&created));
+            created
+        }
+    };
+
+    // Older MachineSets: scaled to zero once the current one is fully up, then deleted.
+    let current_uid = uid(&current).to_string();
+    let current_machines: Vec<&Value> = machines
+        .iter()
+        .filter(|m| controlled_by(m, &current_uid) && !is_deleting(m))
+        .collect();
+    let current_done =
+        current_machines.len() as i64 == desired && current_machines.iter().all(|m| is_running(m));
+    let mut sets_now = vec![(current, true)];
+    for old in owned.iter().filter(|ms| name(ms) != current_name) {
+        let old_uid = uid(old);
+        let has_machines = machines.iter().any(|m| controlled_by(m, old_uid));
+        if int(old, "/spec/replicas", 0) == 0 && !has_machines {
+            if server.delete(old, "delete an old MachineSet").await? {
+                ctx.report.deleted.push(object_ref(old));
+            }
+            continue;
+        }
+        let old = if current_done && int(old, "/spec/replicas", 0) != 0 {
+            server
+                .merge_patch(
+                    old,
+                    &json!({"spec": {"replicas": 0}}),
+                    "scale down an old MachineSet",
+                )
+                .await?
+        } else {
+            (*old).clone()
+        };
+        sets_now.push((old, false));
+    }
+
+    let mut counters = Counters::default();
+    for (ms, is_current) in &sets_now {
+        counters.add(reconcile_set(ctx, ms, *is_current, machines).await?);
+    }
+
+    // Status.
+    let max_unavailable = md
+        .pointer("/spec/rollout/strategy/rollingUpdate/maxUnavailable")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let available = counters.available >= desired - max_unavailable;
+    let workers = Workers {
+        desired,
+        counters,
+        available,
+        rolling_out: counters.replicas > counters.up_to_date,
+        scaling_up: counters.up_to_date < desired,
+        scaling_down: counters.up_to_date > desired,
+    };
+    let all_ready = counters.ready == counters.replicas;
+    let conds = [
+        cond_if("Available", available, "Available", "NotAvailable"),
+        cond_if("MachinesReady", all_ready, "Ready", "NotReady"),
+        cond_if(
+            "MachinesUpToDate",
+            counters.up_to_date == counters.replicas,
+            "UpToDate",
+            "NotUpToDate",
+        ),
+        cond_if(
+            "RollingOut",
+            workers.rolling_out,
+            "RollingOut",
+            "NotRollingOut",
+        ),
+        cond_if("ScalingUp", workers.scaling_up, "ScalingUp", "NotScalingUp"),
+        cond_if(
+            "ScalingDown",
+            workers.scaling_down,
+            "ScalingDown",
+            "NotScalingDown",
+        ),
+        Cond::new("Deleting", false, "NotDeleting"),
+        Cond::new("Paused", false, "NotPaused"),
+    ];
+    let phase = if counters.replicas < desired {
+        "ScalingUp"
+    } else if counters.replicas > desired {
+        "ScalingDown"
+    } else {
+        "Running"
+    };
+    let mut status = json!({
+        "phase": phase,
+        "conditions": conditions(md.pointer("/status/conditions"), &conds, generation(&md)),
+    });
+    let selector = selector_string(md.pointer("/spec/selector").unwrap_or(&Value::Null));
+    if !selector.is_empty() {
+        status["selector"] = selector.into();
+    }
+    counters.write(&mut status);
+    if let Some(g) = generation(&md) {
+        status["observedGeneration"] = g.into();
+    }
+    server
+        .set_status(&md, status, "set the MachineDeployment status")
+        .await?;
+    Ok(workers)
+}
+
+/// The bootstrap and infrastructure templates a machine template spec references.
+async fn templates_of(
+    ctx: &Ctx<'_>,
+    referrer: &Value,
+    spec: &Value,
+) -> Result<Vec<Value>, SimulatorError> {
+    let mut found = Vec::new();
+    let mut wanted = Vec::new();
+    if let Some(config_ref) = spec.pointer("/bootstrap/configRef") {
+        wanted.push(ident(
+            BOOTSTRAP_API,
+            s(config_ref, "/kind"),
+            &ctx.namespace,
+            s(config_ref, "/name"),
+        ));
+    }
+    let infra_ref = spec.get("infrastructureRef").unwrap_or(&Value::Null);
+    let info = ctx
+        .server
+        .kind(s(infra_ref, "/apiGroup"), s(infra_ref, "/kind"))
+        .await?;
+    wanted.push(ident(
+        &info.api_version,
+        s(infra_ref, "/kind"),
+        &ctx.namespace,
+        s(infra_ref, "/name"),
+    ));
+    for ident in wanted {
+        let live = ctx
+            .server
+            .fetch(&ident)
+            .await?
+            .ok_or_else(|| SimulatorError::MissingRef {
+                referrer: object_ref(referrer),
+                object: object_ref(&ident),
+            })?;
+        found.push(live);
+    }
+    Ok(found)
+}
+
+/// One MachineSet: Machines up or down to `spec.replicas`, brought up, and its status.
+async fn reconcile_set(
+    ctx: &mut Ctx<'_>,
+    ms: &Value,
+    is_current: bool,
+    machines: &mut Vec<Value>,
+) -> Result<Counters, SimulatorError> {
+    let server = ctx.server.clone();
+    let ms_uid = uid(ms).to_string();
+    let own = |machines: &Vec<Value>| -> Vec<usize> {
+        (0..machines.len())
+            .filter(|i| controlled_by(&machines[*i], &ms_uid) && !is_deleting(&machines[*i]))
+            .collect()
+    };
+    for i in own(machines) {
+        machines::progress(ctx, &mut machines[i], None, is_current).await?;
+    }
+    let wanted = int(ms, "/spec/replicas", 0).max(0);
+    let have = own(machines).len() as i64;
+    if have < wanted {
+        let spec = ms
+            .pointer("/spec/template/spec")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let templates = templates_of(ctx, ms, &spec).await?;
+        let (bootstrap, infra_template) = match templates.as_slice() {
+            [config_template, infra] => (
+                Some(
+                    config_template
+                        .pointer("/spec/template/spec")
+                        .cloned()
+                        .unwrap_or_else(|| json!({})),
+                ),
+                infra,
+            ),
+            [infra] => (None, infra),
+            _ => unreachable!("one or two templates"),
+        };
+        for _ in have..wanted {
+            let mut machine_labels = labels(ms, "/spec/template/metadata/labels");
+            machine_labels.extend(base_labels(&ctx.name));
+            machine_labels.insert(SET_NAME_LABEL.into(), name(ms).into());
+            let mut machine_spec: Map<String, Value> =
+                spec.as_object().cloned().unwrap_or_default();
+            if bootstrap.is_some() {
+                machine_spec.remove("bootstrap");
+            }
+            let new = NewMachine {
+                owner: ms,
+                name: random_name(name(ms)),
+                labels: machine_labels,
+                annotations: labels(ms, "/spec/template/metadata/annotations"),
+                spec: Value::Object(machine_spec),
+                bootstrap: bootstrap.clone(),
+                infra_template,
+            };
+            let machine = machines::create(ctx, new).await?;
+            machines.push(machine);
+        }
+    } else if have > wanted {
+        let owned = own(machines);
+        let mut candidates: Vec<&Value> = owned.iter().map(|i| &machines[*i]).collect();
+        deletion_order(&mut candidates);
+        let doomed: Vec<String> = candidates[..(have - wanted) as usize]
+            .iter()
+            .map(|m| name(m).to_string())
+            .collect();
+        for doomed_name in doomed {
+            if let Some(pos) = machines.iter().position(|m| name(m) == doomed_name) {
+                let machine = machines.remove(pos);
+                machines::delete(ctx, &machine).await?;
+            }
+        }
+    }
+
+    let owned: Vec<&Value> = own(machines).into_iter().map(|i| &machines[i]).collect();
+    let counters = Counters {
+        replicas: owned.len() as i64,
+        ready: owned.iter().filter(|m| is_true(m, "Ready")).count() as i64,
+        available: owned.iter().filter(|m| is_true(m, "Available")).count() as i64,
+        up_to_date: if is_current { owned.len() as i64 } else { 0 },
+    };
+    let conds = [
+        cond_if(
+            "MachinesReady",
+            counters.ready == counters.replicas,
+            "Ready",
+            "NotReady",
+        ),
+        cond_if("MachinesUpToDate", is_current, "UpToDate", "NotUpToDate"),
+        cond_if(
+            "ScalingUp",
+            counters.replicas < wanted,
+            "ScalingUp",
+            "NotScalingUp",
+        ),
+        cond_if(
+            "ScalingDown",
+            counters.replicas > wanted,
+            "ScalingDown",
+            "NotScalingDown",
+        ),
+        Cond::new("Deleting", false, "NotDeleting"),
+        Cond::new("Paused", false, "NotPaused"),
+    ];
+    let mut status = json!({
+        "conditions": conditions(ms.pointer("/status/conditions"), &conds, generation(ms)),
+    });
+    let selector = selector_string(ms.pointer("/spec/selector").unwrap_or(&Value::Null));
+    if !selector.is_empty() {
+        status["selector"] = selector.into();
+    }
+    counters.write(&mut status);
+    if let Some(g) = generation(ms) {
+        status["observedGeneration"] = g.into();
+    }
+    server
+        .set_status(ms, status, "set the MachineSet status")
+        .await?;
+    Ok(counters)
+}

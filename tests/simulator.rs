@@ -1,0 +1,900 @@
+//! The provider simulator against real API servers with the real CAPI and provider CRDs: it
+//! brings up the example repository's clusters as CAPI's controllers and a cloud would, with a
+//! real workload API server per cluster, rolls and scales them, leaves paused ones alone, and
+//! tears everything down when a Cluster is deleted.
+
+mod env;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use cairn::kube_client::{DynamicApi, client_from_kubeconfig, install_crds};
+use cairn::local::simulator::{Simulator, SimulatorConfig};
+use cairn::model::types::StageName;
+use serde_json::{Value, json};
+
+/// Generous: the machine is shared with compilers. Tests assert behaviour, never timings.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs simulator passes until `$check` (an expression giving `Result<T, String>`) is Ok,
+/// panicking after TIMEOUT with what was not ready and why.
+macro_rules! converge {
+    ($sim:expr, $what:expr, $check:expr) => {{
+        let start = Instant::now();
+        loop {
+            let report = $sim.reconcile_once().await.expect("a simulator pass");
+            for e in &report.errors {
+                eprintln!("simulator: {e}");
+            }
+            let checked: Result<_, String> = async { $check }.await;
+            match checked {
+                Ok(v) => break v,
+                Err(why) if start.elapsed() > TIMEOUT => {
+                    panic!("{} not ready after {:?}: {}", $what, TIMEOUT, why)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }};
+}
+
+/// Waits (without driving a simulator) until `$check` is Ok.
+macro_rules! eventually {
+    ($what:expr, $check:expr) => {{
+        let start = Instant::now();
+        loop {
+            let checked: Result<_, String> = async { $check }.await;
+            match checked {
+                Ok(v) => break v,
+                Err(why) if start.elapsed() > TIMEOUT => {
+                    panic!("{} not ready after {:?}: {}", $what, TIMEOUT, why)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }};
+}
+
+const CAPI: &str = "cluster.x-k8s.io/v1beta2";
+const KCP: &str = "controlplane.cluster.x-k8s.io/v1beta2";
+const INFRA: &str = "infrastructure.cluster.x-k8s.io/v1beta2";
+
+fn stage(cluster: &str, name: StageName) -> Vec<Value> {
+    let rendered = cairn::render::render_repo(&cairn::example::example_snapshot(), &[]);
+    assert!(!rendered.has_errors());
+    rendered
+        .bundles
+        .iter()
+        .find(|b| b.cluster == cluster)
+        .unwrap_or_else(|| panic!("no bundle for {cluster}"))
+        .stage(name)
+        .unwrap_or_else(|| panic!("{cluster} has no {name:?} stage"))
+        .objects
+        .clone()
+}
+
+async fn apply_all(api: &DynamicApi, objects: &[Value]) {
+    // Namespaces first, as cairn applies.
+    let (first, rest): (Vec<&Value>, Vec<&Value>) =
+        objects.iter().partition(|o| o["kind"] == "Namespace");
+    for obj in first.into_iter().chain(rest) {
+        api.apply(obj, false, true)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+async fn management(root: &Path) -> (cairn::local::ApiServer, DynamicApi) {
+    let mgmt = env::start("mgmt", root).await;
+    let api = DynamicApi::new(mgmt.client().await.unwrap());
+    install_crds(&api, &env::crds(), Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (mgmt, api)
+}
+
+fn config(mgmt: &cairn::local::ApiServer, root: &Path) -> SimulatorConfig {
+    let mut config =
+        SimulatorConfig::new(mgmt.kubeconfig.clone(), root.join("state"), env::assets());
+    config.machine_delay = Duration::from_millis(200);
+    config.poll_interval = Duration::from_millis(200);
+    config
+}
+
+fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
+    obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+fn int_at(obj: &Value, pointer: &str) -> i64 {
+    obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(-1)
+}
+
+fn condition(obj: &Value, type_: &str) -> String {
+    obj.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .map(|c| str_at(c, "/status").to_string())
+        .unwrap_or_else(|| "absent".to_string())
+}
+
+fn id(api_version: &str, kind: &str, ns: &str, name: &str) -> Value {
+    json!({"apiVersion": api_version, "kind": kind, "metadata": {"namespace": ns, "name": name}})
+}
+
+async fn get(
+    api: &DynamicApi,
+    api_version: &str,
+    kind: &str,
+    ns: &str,
+    name: &str,
+) -> Option<Value> {
+    api.get(&id(api_version, kind, ns, name))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn list(api: &DynamicApi, api_version: &str, kind: &str, ns: &str) -> Vec<Value> {
+    api.list(api_version, kind, Some(ns), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every replica counter of a KubeadmControlPlane or MachineDeployment equals `spec.replicas`,
+/// for the current generation, with `RollingOut` False.
+fn rolled_out(obj: &Value) -> Result<(), String> {
+    let want = int_at(obj, "/spec/replicas");
+    let got: Vec<i64> = [
+        "replicas",
+        "readyReplicas",
+        "availableReplicas",
+        "upToDateReplicas",
+    ]
+    .iter()
+    .map(|c| int_at(obj, &format!("/status/{c}")))
+    .collect();
+    if got.iter().any(|g| *g != want) {
+        return Err(format!(
+            "spec.replicas {want}, status replicas/ready/available/upToDate {got:?}"
+        ));
+    }
+    if int_at(obj, "/status/observedGeneration") != int_at(obj, "/metadata/generation") {
+        return Err("observedGeneration is behind".into());
+    }
+    if condition(obj, "RollingOut") != "False" || condition(obj, "Available") != "True" {
+        return Err(format!(
+            "RollingOut {}, Available {}",
+            condition(obj, "RollingOut"),
+            condition(obj, "Available")
+        ));
+    }
+    Ok(())
+}
+
+async fn workload_client(
+    mgmt: &DynamicApi,
+    ns: &str,
+    cluster: &str,
+) -> Result<kube::Client, String> {
+    let secret = get(mgmt, "v1", "Secret", ns, &format!("{cluster}-kubeconfig"))
+        .await
+        .ok_or("no kubeconfig Secret")?;
+    if secret["type"] != "cluster.x-k8s.io/secret"
+        || str_at(&secret, "/metadata/labels/cluster.x-k8s.io~1cluster-name") != cluster
+    {
+        return Err(format!(
+            "kubeconfig Secret is not shaped like CAPI's: {secret}"
+        ));
+    }
+    let value = base64::engine::general_purpose::STANDARD
+        .decode(str_at(&secret, "/data/value"))
+        .map_err(|e| e.to_string())?;
+    client_from_kubeconfig(&String::from_utf8_lossy(&value))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn node_names(client: &kube::Client) -> Result<Vec<String>, String> {
+    let api = DynamicApi::new(client.clone());
+    let nodes = api
+        .list("v1", "Node", None, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    for node in &nodes {
+        if condition(node, "Ready") != "True" {
+            return Err(format!(
+                "Node {} is not Ready",
+                str_at(node, "/metadata/name")
+            ));
+        }
+    }
+    let mut names: Vec<String> = nodes
+        .iter()
+        .map(|n| str_at(n, "/metadata/name").to_string())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn controller_of(obj: &Value) -> (String, String) {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .and_then(|refs| refs.iter().find(|r| r["controller"] == true))
+        .map(|r| {
+            (
+                str_at(r, "/kind").to_string(),
+                str_at(r, "/name").to_string(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+const BOOTSTRAP: &str = "bootstrap.cluster.x-k8s.io/v1beta2";
+
+/// The kinds a cluster's CAPI objects have, owners before what they own.
+const CAPI_KINDS: [(&str, &str); 11] = [
+    (CAPI, "Cluster"),
+    (INFRA, "DockerCluster"),
+    (KCP, "KubeadmControlPlane"),
+    (INFRA, "DockerMachineTemplate"),
+    (BOOTSTRAP, "KubeadmConfigTemplate"),
+    (CAPI, "MachineDeployment"),
+    (CAPI, "MachineSet"),
+    (CAPI, "Machine"),
+    (BOOTSTRAP, "KubeadmConfig"),
+    (INFRA, "DockerMachine"),
+    ("v1", "Secret"),
+];
+
+/// `Kind/name` -> resourceVersion of every CAPI object (and CAPI Secret) in `ns`.
+async fn resource_versions(
+    api: &DynamicApi,
+    ns: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for (api_version, kind) in CAPI_KINDS {
+        for obj in list(api, api_version, kind, ns).await {
+            if kind != "Secret" || obj["type"] == "cluster.x-k8s.io/secret" {
+                out.insert(
+                    format!("{kind}/{}", str_at(&obj, "/metadata/name")),
+                    str_at(&obj, "/metadata/resourceVersion").to_string(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A minimal `clusterctl move` of one cluster's namespace, with simulator passes between its
+/// steps: pause, create in the target owners first (owner uids rewritten), delete from the
+/// source in reverse order (annotated delete-for-move, finalizers cleared), unpause.
+async fn move_cluster(sim: &mut Simulator, source: &DynamicApi, target: &DynamicApi, ns: &str) {
+    let cluster = get(source, CAPI, "Cluster", ns, ns).await.unwrap();
+    source
+        .merge_patch(&cluster, &json!({"spec": {"paused": true}}), "test-mover")
+        .await
+        .unwrap();
+    sim.reconcile_once().await.unwrap();
+    apply_all(
+        target,
+        &[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})],
+    )
+    .await;
+    let mut uids = std::collections::HashMap::new();
+    let mut moved = Vec::new();
+    for (api_version, kind) in CAPI_KINDS {
+        for obj in list(source, api_version, kind, ns).await {
+            if kind == "Secret" && obj["type"] != "cluster.x-k8s.io/secret" {
+                continue;
+            }
+            let mut copy = obj.clone();
+            copy.as_object_mut().unwrap().remove("status");
+            let meta = copy["metadata"].as_object_mut().unwrap();
+            for field in [
+                "uid",
+                "resourceVersion",
+                "creationTimestamp",
+                "generation",
+                "managedFields",
+            ] {
+                meta.remove(field);
+            }
+            if let Some(refs) = meta
+                .get_mut("ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
+                for r in refs {
+                    let old = str_at(r, "/uid").to_string();
+                    r["uid"] = uids
+                        .get(&old)
+                        .cloned()
+                        .unwrap_or_else(|| panic!("owner {old} of {kind} not moved yet"));
+                }
+            }
+            let created = target
+                .apply(&copy, false, true)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            uids.insert(
+                str_at(&obj, "/metadata/uid").to_string(),
+                created["metadata"]["uid"].clone(),
+            );
+            moved.push(obj);
+        }
+        sim.reconcile_once().await.unwrap();
+    }
+    for obj in moved.iter().rev() {
+        let annotate = json!({"metadata": {"annotations": {"clusterctl.cluster.x-k8s.io/delete-for-move": ""}}});
+        source
+            .merge_patch(obj, &annotate, "test-mover")
+            .await
+            .unwrap();
+        source.delete(obj).await.unwrap();
+        if let Some(left) = source.get(obj).await.unwrap() {
+            source
+                .merge_patch(
+                    &left,
+                    &json!({"metadata": {"finalizers": null}}),
+                    "test-mover",
+                )
+                .await
+                .unwrap();
+        }
+    }
+    sim.reconcile_once().await.unwrap();
+    let cluster = get(target, CAPI, "Cluster", ns, ns).await.unwrap();
+    target
+        .merge_patch(&cluster, &json!({"spec": {"paused": null}}), "test-mover")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_docker_cluster_comes_up_scales_rolls_runs_its_agent_and_is_torn_down() {
+    let root = tempfile::tempdir().unwrap();
+    let (mgmt, api) = management(root.path()).await;
+    let (ns, cluster) = ("dev-docker-1", "dev-docker-1");
+    let mut config = config(&mgmt, root.path());
+    let agent_log = root.path().join("agent-starts.log");
+    config.agent_command = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "echo '{{cluster}} {{kubeconfig}}' >> {}; exec sleep 60",
+            agent_log.display()
+        ),
+    ]);
+    let mut sim = Simulator::new(config).await.unwrap();
+
+    // (1) The bootstrap stage: one control-plane machine and a reachable workload API server.
+    apply_all(&api, &stage(cluster, StageName::Bootstrap)).await;
+    let workload = converge!(
+        sim,
+        "the workload API server through the kubeconfig Secret",
+        {
+            match workload_client(&api, ns, cluster).await {
+                Ok(client) => match node_names(&client).await {
+                    Ok(nodes) if nodes.len() == 1 => Ok(client),
+                    Ok(nodes) => Err(format!("Nodes {nodes:?}")),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        }
+    );
+    converge!(sim, "the control plane", {
+        let kcp = get(
+            &api,
+            KCP,
+            "KubeadmControlPlane",
+            ns,
+            "dev-docker-1-control-plane",
+        )
+        .await
+        .unwrap();
+        let cl = get(&api, CAPI, "Cluster", ns, cluster).await.unwrap();
+        if cl.pointer("/status/initialization/controlPlaneInitialized") != Some(&json!(true))
+            || condition(&cl, "ControlPlaneInitialized") != "True"
+        {
+            Err(format!("Cluster status {}", cl["status"]))
+        } else {
+            rolled_out(&kcp)
+        }
+    });
+    let machines = list(&api, CAPI, "Machine", ns).await;
+    assert_eq!(machines.len(), 1, "{machines:?}");
+    let cp_machine = &machines[0];
+    let cp_name = str_at(cp_machine, "/metadata/name").to_string();
+    assert_eq!(
+        controller_of(cp_machine),
+        (
+            "KubeadmControlPlane".into(),
+            "dev-docker-1-control-plane".into()
+        )
+    );
+    assert_eq!(str_at(cp_machine, "/status/nodeRef/name"), cp_name);
+    assert_eq!(str_at(cp_machine, "/status/phase"), "Running");
+    for label in [
+        "cluster.x-k8s.io~1control-plane",
+        "cluster.x-k8s.io~1control-plane-name",
+    ] {
+        assert!(
+            cp_machine
+                .pointer(&format!("/metadata/labels/{label}"))
+                .is_some()
+        );
+    }
+    let docker_machine = get(&api, INFRA, "DockerMachine", ns, &cp_name)
+        .await
+        .unwrap();
+    assert_eq!(
+        controller_of(&docker_machine),
+        ("Machine".into(), cp_name.clone())
+    );
+    assert_eq!(
+        docker_machine["status"]["initialization"]["provisioned"],
+        true
+    );
+    assert_eq!(
+        docker_machine["spec"]["extraMounts"][0]["containerPath"], "/var/run/docker.sock",
+        "cloned from the template"
+    );
+    let config_obj = get(
+        &api,
+        "bootstrap.cluster.x-k8s.io/v1beta2",
+        "KubeadmConfig",
+        ns,
+        &cp_name,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        controller_of(&config_obj),
+        ("Machine".into(), cp_name.clone())
+    );
+    assert!(config_obj.pointer("/spec/initConfiguration").is_some());
+    for suffix in ["ca", "etcd", "sa", "proxy"] {
+        let secret = get(&api, "v1", "Secret", ns, &format!("{cluster}-{suffix}"))
+            .await
+            .unwrap_or_else(|| panic!("no {cluster}-{suffix} Secret"));
+        assert_eq!(controller_of(&secret).0, "KubeadmControlPlane");
+        assert!(str_at(&secret, "/data/tls.crt").len() > 100);
+    }
+    let docker_cluster = get(&api, INFRA, "DockerCluster", ns, cluster)
+        .await
+        .unwrap();
+    assert_eq!(
+        docker_cluster["status"]["initialization"]["provisioned"],
+        true
+    );
+    let endpoint_port = int_at(&docker_cluster, "/spec/controlPlaneEndpoint/port");
+    let kubeconfig = sim.workload_kubeconfig(cluster).unwrap();
+    assert!(kubeconfig.contains(&format!("https://127.0.0.1:{endpoint_port}")));
+    let cl = get(&api, CAPI, "Cluster", ns, cluster).await.unwrap();
+    assert_eq!(
+        controller_of(&docker_cluster),
+        ("Cluster".into(), cluster.into())
+    );
+    assert_eq!(
+        int_at(&cl, "/spec/controlPlaneEndpoint/port"),
+        endpoint_port
+    );
+    assert_eq!(str_at(&cl, "/status/phase"), "Provisioned");
+
+    // (2) The workload stage: the MachineDeployment's machines come up and register Nodes.
+    let workload_stage = stage(cluster, StageName::Workload);
+    apply_all(&api, &workload_stage).await;
+    converge!(sim, "MachineDeployment dev-docker-1-md-0 and its Nodes", {
+        let md = get(&api, CAPI, "MachineDeployment", ns, "dev-docker-1-md-0")
+            .await
+            .unwrap();
+        rolled_out(&md)?;
+        let nodes = node_names(&workload).await?;
+        if nodes.len() != 3 {
+            return Err(format!("Nodes {nodes:?}"));
+        }
+        let cl = get(&api, CAPI, "Cluster", ns, cluster).await.unwrap();
+        if condition(&cl, "Available") != "True" {
+            return Err(format!(
+                "Cluster Available is {}",
+                condition(&cl, "Available")
+            ));
+        }
+        Ok::<(), String>(())
+    });
+    // A converged cluster costs no writes.
+    let before = resource_versions(&api, ns).await;
+    for _ in 0..3 {
+        assert!(sim.reconcile_once().await.unwrap().is_quiet());
+    }
+    assert_eq!(resource_versions(&api, ns).await, before);
+
+    let sets = list(&api, CAPI, "MachineSet", ns).await;
+    assert_eq!(sets.len(), 1);
+    assert_eq!(
+        controller_of(&sets[0]),
+        ("MachineDeployment".into(), "dev-docker-1-md-0".into())
+    );
+    let set_name = str_at(&sets[0], "/metadata/name").to_string();
+    let workers: Vec<Value> = list(&api, CAPI, "Machine", ns)
+        .await
+        .into_iter()
+        .filter(|m| controller_of(m).0 == "MachineSet")
+        .collect();
+    assert_eq!(workers.len(), 2);
+    let old_workers: Vec<String> = workers
+        .iter()
+        .map(|m| str_at(m, "/metadata/name").to_string())
+        .collect();
+    for m in &workers {
+        assert_eq!(controller_of(m).1, set_name);
+        let cfg = get(
+            &api,
+            "bootstrap.cluster.x-k8s.io/v1beta2",
+            "KubeadmConfig",
+            ns,
+            str_at(m, "/metadata/name"),
+        )
+        .await
+        .unwrap();
+        assert!(
+            cfg.pointer("/spec/joinConfiguration").is_some(),
+            "cloned from the KubeadmConfigTemplate"
+        );
+    }
+
+    // (3) Scale to 3 and move to a new machine template: the old machines are replaced.
+    let mut template = workload_stage
+        .iter()
+        .find(|o| {
+            o["kind"] == "DockerMachineTemplate" && str_at(o, "/metadata/name").contains("-md-0-")
+        })
+        .unwrap()
+        .clone();
+    template["metadata"]["name"] = "dev-docker-1-md-0-0123456789".into();
+    template["spec"]["template"]["spec"]["customImage"] = "kindest/node:v1.34.2".into();
+    let mut md = workload_stage
+        .iter()
+        .find(|o| o["kind"] == "MachineDeployment")
+        .unwrap()
+        .clone();
+    md["spec"]["replicas"] = 3.into();
+    md["spec"]["template"]["spec"]["infrastructureRef"]["name"] =
+        "dev-docker-1-md-0-0123456789".into();
+    apply_all(&api, &[template, md]).await;
+    converge!(sim, "the rollout of dev-docker-1-md-0 to 3 new machines", {
+        let md = get(&api, CAPI, "MachineDeployment", ns, "dev-docker-1-md-0")
+            .await
+            .unwrap();
+        rolled_out(&md)?;
+        let workers: Vec<Value> = list(&api, CAPI, "Machine", ns)
+            .await
+            .into_iter()
+            .filter(|m| controller_of(m).0 == "MachineSet")
+            .collect();
+        let names: Vec<&str> = workers
+            .iter()
+            .map(|m| str_at(m, "/metadata/name"))
+            .collect();
+        if workers.len() != 3
+            || names.iter().any(|n| old_workers.iter().any(|o| o == n))
+            || workers.iter().any(|m| {
+                str_at(m, "/spec/infrastructureRef/name") != str_at(m, "/metadata/name")
+                    || str_at(m, "/status/nodeRef/name").is_empty()
+            })
+        {
+            return Err(format!(
+                "worker machines {names:?}, the old ones were {old_workers:?}"
+            ));
+        }
+        let nodes = node_names(&workload).await?;
+        if nodes.len() != 4 || nodes.iter().any(|n| old_workers.contains(n)) {
+            return Err(format!("Nodes {nodes:?}"));
+        }
+        if list(&api, CAPI, "MachineSet", ns).await.len() != 1 {
+            return Err("the old MachineSet is still there".into());
+        }
+        Ok::<(), String>(())
+    });
+    for m in list(&api, INFRA, "DockerMachine", ns).await {
+        let name = str_at(&m, "/metadata/name");
+        if name != cp_name {
+            assert_eq!(
+                str_at(&m, "/spec/customImage"),
+                "kindest/node:v1.34.2",
+                "{name} is cloned from the new template"
+            );
+        }
+    }
+
+    // The agent runs when its Deployment appears in the workload cluster, once.
+    let workload_api = DynamicApi::new(workload.clone());
+    apply_all(
+        &workload_api,
+        &[
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "cairn-system"}}),
+            json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "cairn-agent", "namespace": "cairn-system"},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": {"app": "cairn-agent"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "cairn-agent"}},
+                        "spec": {"containers": [{"name": "agent", "image": "cairn:test"}]},
+                    },
+                },
+            }),
+        ],
+    )
+    .await;
+    let agent_pid = converge!(sim, "the agent process and its Deployment status", {
+        let deployment = get(
+            &workload_api,
+            "apps/v1",
+            "Deployment",
+            "cairn-system",
+            "cairn-agent",
+        )
+        .await
+        .unwrap();
+        match sim.agent_pid(cluster) {
+            Some(pid) if int_at(&deployment, "/status/availableReplicas") == 1 => Ok(pid),
+            other => Err(format!(
+                "agent pid {other:?}, Deployment status {}",
+                deployment["status"]
+            )),
+        }
+    });
+    for _ in 0..5 {
+        sim.reconcile_once().await.unwrap();
+    }
+    assert_eq!(sim.agent_pid(cluster), Some(agent_pid), "started once");
+    let starts = eventually!("the agent's first log line", {
+        let text = std::fs::read_to_string(&agent_log).unwrap_or_default();
+        if text.is_empty() {
+            Err("empty".to_string())
+        } else {
+            Ok(text)
+        }
+    });
+    assert_eq!(starts.lines().count(), 1, "{starts}");
+    assert!(starts.starts_with("dev-docker-1 /"), "{starts}");
+
+    // (5) Deleting the Cluster tears everything down and stops its servers.
+    let pids = sim.workload_pids(cluster);
+    assert_eq!(pids.len(), 2);
+    assert!(pids.iter().all(|p| alive(*p)));
+    api.delete(&id(CAPI, "Cluster", ns, cluster)).await.unwrap();
+    converge!(sim, "the teardown of dev-docker-1", {
+        let mut left = Vec::new();
+        for (api_version, kind) in [
+            (CAPI, "Cluster"),
+            (CAPI, "Machine"),
+            (CAPI, "MachineSet"),
+            (CAPI, "MachineDeployment"),
+            (KCP, "KubeadmControlPlane"),
+            ("bootstrap.cluster.x-k8s.io/v1beta2", "KubeadmConfig"),
+            (
+                "bootstrap.cluster.x-k8s.io/v1beta2",
+                "KubeadmConfigTemplate",
+            ),
+            (INFRA, "DockerCluster"),
+            (INFRA, "DockerMachine"),
+            (INFRA, "DockerMachineTemplate"),
+            ("v1", "Secret"),
+        ] {
+            for obj in list(&api, api_version, kind, ns).await {
+                if kind != "Secret" || obj["type"] == "cluster.x-k8s.io/secret" {
+                    left.push(format!("{kind}/{}", str_at(&obj, "/metadata/name")));
+                }
+            }
+        }
+        let running: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+        if !running.is_empty() {
+            left.push(format!("workload server pids {running:?}"));
+        }
+        if alive(agent_pid) {
+            left.push(format!("agent pid {agent_pid}"));
+        }
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still there: {}", left.join(", ")))
+        }
+    });
+    assert!(sim.workload_kubeconfig(cluster).is_none());
+    assert!(
+        node_names(&workload).await.is_err(),
+        "the workload API server no longer answers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_cluster_gets_nothing_while_another_comes_up_and_the_run_loop_stops_its_servers() {
+    let root = tempfile::tempdir().unwrap();
+    let (mgmt, api) = management(root.path()).await;
+
+    // prod-vsphere-1 is paused; staging-aws-1 (CAPA: the v1beta1 status contract) is not.
+    let mut paused = stage("prod-vsphere-1", StageName::Bootstrap);
+    for obj in &mut paused {
+        if obj["kind"] == "Cluster" {
+            obj["spec"]["paused"] = true.into();
+        }
+    }
+    apply_all(&api, &paused).await;
+    apply_all(&api, &stage("staging-aws-1", StageName::Bootstrap)).await;
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let config = config(&mgmt, root.path());
+    let task = tokio::spawn(cairn::local::simulator::run(config, stopped));
+
+    let aws_ns = "staging-aws-1";
+    let workload = eventually!("staging-aws-1's workload API server", {
+        match workload_client(&api, aws_ns, "staging-aws-1").await {
+            Ok(client) => match node_names(&client).await {
+                Ok(nodes) if nodes.len() == 1 => Ok(client),
+                Ok(nodes) => Err(format!("Nodes {nodes:?}")),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    });
+    eventually!("staging-aws-1's control plane", {
+        let kcp = get(
+            &api,
+            KCP,
+            "KubeadmControlPlane",
+            aws_ns,
+            "staging-aws-1-control-plane",
+        )
+        .await
+        .unwrap();
+        rolled_out(&kcp)
+    });
+    let aws_cluster = get(&api, INFRA, "AWSCluster", aws_ns, "staging-aws-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        aws_cluster["status"]["ready"], true,
+        "the v1beta1 contract of CAPA"
+    );
+    let aws_machine = list(&api, INFRA, "AWSMachine", aws_ns).await;
+    assert_eq!(aws_machine.len(), 1);
+    assert_eq!(aws_machine[0]["status"]["ready"], true);
+
+    // By now the paused cluster would have been up too; it has nothing.
+    let ns = "prod-vsphere-1";
+    assert!(list(&api, CAPI, "Machine", ns).await.is_empty());
+    assert!(
+        get(&api, "v1", "Secret", ns, "prod-vsphere-1-kubeconfig")
+            .await
+            .is_none()
+    );
+    let cl = get(&api, CAPI, "Cluster", ns, "prod-vsphere-1")
+        .await
+        .unwrap();
+    assert!(
+        cl.get("status")
+            .is_none_or(|s| s.as_object().is_some_and(|o| o.is_empty())),
+        "{cl}"
+    );
+    assert!(cl.pointer("/metadata/finalizers").is_none(), "{cl}");
+    let kcp = get(
+        &api,
+        KCP,
+        "KubeadmControlPlane",
+        ns,
+        "prod-vsphere-1-control-plane",
+    )
+    .await
+    .unwrap();
+    assert!(kcp.get("status").is_none(), "{kcp}");
+    assert!(kcp.pointer("/metadata/ownerReferences").is_none(), "{kcp}");
+    let infra = get(&api, INFRA, "VSphereCluster", ns, "prod-vsphere-1")
+        .await
+        .unwrap();
+    assert!(infra.get("status").is_none(), "{infra}");
+
+    // Shutting the loop down stops the workload server it started.
+    stop.send(true).unwrap();
+    tokio::time::timeout(TIMEOUT, task)
+        .await
+        .expect("the run loop stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        node_names(&workload).await.is_err(),
+        "the workload API server no longer answers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pivoted_cluster_is_followed_into_its_own_workload_server() {
+    let root = tempfile::tempdir().unwrap();
+    let (mgmt, api) = management(root.path()).await;
+    let (ns, cluster) = ("dev-docker-1", "dev-docker-1");
+    let mut sim = Simulator::new(config(&mgmt, root.path())).await.unwrap();
+    apply_all(&api, &stage(cluster, StageName::Bootstrap)).await;
+    let workload = converge!(
+        sim,
+        "dev-docker-1's control plane in the management server",
+        {
+            let client = workload_client(&api, ns, cluster).await?;
+            let kcp = get(
+                &api,
+                KCP,
+                "KubeadmControlPlane",
+                ns,
+                "dev-docker-1-control-plane",
+            )
+            .await
+            .unwrap();
+            rolled_out(&kcp)?;
+            Ok(client)
+        }
+    );
+    let pids = sim.workload_pids(cluster);
+    let cp_machines: Vec<String> = list(&api, CAPI, "Machine", ns)
+        .await
+        .iter()
+        .map(|m| str_at(m, "/metadata/name").to_string())
+        .collect();
+
+    // Pivot: the cluster's CAPI objects move into its own workload server.
+    let target = DynamicApi::new(workload.clone());
+    install_crds(&target, &env::crds(), Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    move_cluster(&mut sim, &api, &target, ns).await;
+    converge!(sim, "dev-docker-1 reconciled in its workload server", {
+        let kcp = get(
+            &target,
+            KCP,
+            "KubeadmControlPlane",
+            ns,
+            "dev-docker-1-control-plane",
+        )
+        .await
+        .unwrap();
+        rolled_out(&kcp)?;
+        let cl = get(&target, CAPI, "Cluster", ns, cluster).await.unwrap();
+        if condition(&cl, "ControlPlaneInitialized") != "True" {
+            return Err(format!("Cluster status {}", cl["status"]));
+        }
+        match sim.location(cluster) {
+            Some(l) if l.contains("workload") => Ok(()),
+            other => Err(format!("the simulator reconciles it in {other:?}")),
+        }
+    });
+    assert_eq!(sim.workload_pids(cluster), pids, "the same workload server");
+    assert!(list(&api, CAPI, "Cluster", ns).await.is_empty());
+    assert!(list(&api, CAPI, "Machine", ns).await.is_empty());
+    let moved: Vec<String> = list(&target, CAPI, "Machine", ns)
+        .await
+        .iter()
+        .map(|m| str_at(m, "/metadata/name").to_string())
+        .collect();
+    assert_eq!(moved, cp_machines, "the moved machine, not a new one");
+    assert_eq!(node_names(&workload).await.unwrap(), cp_machines);
+
+    // The workload stage goes where the CAPI objects live now.
+    apply_all(&target, &stage(cluster, StageName::Workload)).await;
+    converge!(sim, "dev-docker-1-md-0 in the workload server", {
+        let md = get(&target, CAPI, "MachineDeployment", ns, "dev-docker-1-md-0")
+            .await
+            .unwrap();
+        rolled_out(&md)?;
+        let nodes = node_names(&workload).await?;
+        if nodes.len() == 3 {
+            Ok(())
+        } else {
+            Err(format!("Nodes {nodes:?}"))
+        }
+    });
+    assert!(list(&api, CAPI, "MachineDeployment", ns).await.is_empty());
+}
