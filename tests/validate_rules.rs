@@ -1307,3 +1307,35 @@ fn render_unknown_cluster_name() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("# cluster: alpha stage: bootstrap"));
 }
+
+#[test]
+fn machine_sizes_below_what_the_provider_accepts() {
+    let vsphere = "    provider: vsphere
+    vsphere: {server: vc, datacenter: dc, datastore: ds, network: net, template: t, identitySecret: s}
+  controlPlane:
+    replicas: 1
+    endpoint: {host: 10.0.0.1}
+    machine: {cpus: 1, memoryMiB: 4096, diskGiB: 20}";
+    let mut files = base_with(
+        "clusters/alpha.yaml",
+        "    provider: docker\n    docker: {}\n  controlPlane:\n    replicas: 1\n    machine: {}",
+        vsphere,
+    );
+    for (path, text) in files.iter_mut() {
+        if path == "clusters/alpha.yaml" {
+            *text = text.replace(
+                "      machine: {}",
+                "      machine: {cpus: 4, memoryMiB: 4096, diskGiB: 20}",
+            );
+        }
+    }
+    validate(&files).expect_only(
+        &error(
+            "clusters/alpha.yaml",
+            12,
+            21,
+            "`cpus` is 1; vsphere machines need at least 2",
+        )
+        .cluster(&["alpha"]),
+    );
+}

@@ -411,15 +411,22 @@ fn check_machine(c: &Located<Cluster>, at: &str, machine: &Machine, diags: &mut 
             );
         }
     }
-    for (field, value) in [
-        ("cpus", machine.cpus),
-        ("memoryMiB", machine.memory_mib),
-        ("diskGiB", machine.disk_gib),
-    ] {
-        if value == Some(0) {
+    // The smallest values the providers' CRDs accept (CAPV: numCPUs >= 2; CAPA: root volume
+    // >= 8 GiB), caught here so they never reach an API server.
+    let minimums = [
+        ("cpus", machine.cpus, 2),
+        ("memoryMiB", machine.memory_mib, 1),
+        ("diskGiB", machine.disk_gib, 1),
+        ("rootVolumeGiB", machine.root_volume_gib, 8),
+    ];
+    for (field, value, min) in minimums {
+        if let Some(v) = value.filter(|v| *v < min) {
             diags.push(c.error(
                 &format!("{at}/{field}"),
-                format!("`{field}` must be greater than 0"),
+                format!(
+                    "`{field}` is {v}; {} machines need at least {min}",
+                    provider.as_str()
+                ),
             ));
         }
     }
