@@ -84,6 +84,36 @@ fn str_field<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// How errors name every object of a kind: `Kind/namespace/*`, or `Kind/*` across namespaces.
+fn all_of_kind(kind: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{kind}/{ns}/*"),
+        None => format!("{kind}/*"),
+    }
+}
+
+/// The error for a request about `object` that the server refused or did not answer.
+fn request_failed(object: String, verb: &'static str) -> impl FnOnce(kube::Error) -> KubeError {
+    move |source| KubeError::Request {
+        object,
+        verb,
+        source,
+    }
+}
+
+/// An object as JSON (`null` in the impossible case that it does not serialize).
+fn to_json(obj: impl serde::Serialize) -> Value {
+    serde_json::to_value(obj).unwrap_or(Value::Null)
+}
+
+/// Parameters of a merge patch written by `field_manager`.
+fn merge_params(field_manager: &str) -> PatchParams {
+    PatchParams {
+        field_manager: Some(field_manager.to_string()),
+        ..PatchParams::default()
+    }
+}
+
 impl DynamicApi {
     pub fn new(client: kube::Client) -> DynamicApi {
         DynamicApi {
@@ -120,6 +150,23 @@ impl DynamicApi {
         Ok(found)
     }
 
+    /// [`resource`](Self::resource), failing as [`KubeError::UnknownKind`] about `object`.
+    async fn served_resource(
+        &self,
+        object: String,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<(ApiResource, ApiCapabilities), KubeError> {
+        self.resource(api_version, kind)
+            .await
+            .map_err(|source| KubeError::UnknownKind {
+                object,
+                api_version: api_version.to_string(),
+                kind: kind.to_string(),
+                source,
+            })
+    }
+
     /// The typed-less API for `obj`'s kind in its namespace.
     pub async fn api_for(&self, obj: &Value) -> Result<(Api<DynamicObject>, String), KubeError> {
         let object = object_ref(obj);
@@ -130,15 +177,7 @@ impl DynamicApi {
         ) else {
             return Err(KubeError::Malformed { object });
         };
-        let (resource, caps) =
-            self.resource(api_version, kind)
-                .await
-                .map_err(|source| KubeError::UnknownKind {
-                    object: object.clone(),
-                    api_version: api_version.to_string(),
-                    kind: kind.to_string(),
-                    source,
-                })?;
+        let (resource, caps) = self.served_resource(object, api_version, kind).await?;
         let api = match (caps.scope, str_field(obj, "/metadata/namespace")) {
             (Scope::Namespaced, Some(ns)) => {
                 Api::namespaced_with(self.client.clone(), ns, &resource)
@@ -154,28 +193,37 @@ impl DynamicApi {
     /// Server-side apply (optionally dry-run), taking ownership of conflicting fields when
     /// `force` is set. Returns the object as the server has (or would have) it.
     pub async fn apply(&self, obj: &Value, dry_run: bool, force: bool) -> Result<Value, KubeError> {
+        self.server_side_apply(obj, FIELD_MANAGER, dry_run, force)
+            .await
+    }
+
+    /// Server-side apply under any field manager: what [`apply`](Self::apply) and
+    /// [`apply_as`](Self::apply_as) share.
+    async fn server_side_apply(
+        &self,
+        obj: &Value,
+        field_manager: &str,
+        dry_run: bool,
+        force: bool,
+    ) -> Result<Value, KubeError> {
         let (api, name) = self.api_for(obj).await?;
         // Strict: an unknown or misspelt field is an error, not a silently dropped warning.
-        let mut params = PatchParams::apply(FIELD_MANAGER).validation_strict();
+        let mut params = PatchParams::apply(field_manager).validation_strict();
         if force {
             params = params.force();
         }
         if dry_run {
             params = params.dry_run();
         }
-        let applied = api
-            .patch(&name, &params, &Patch::Apply(obj))
+        let verb = if dry_run {
+            "server-side dry-run apply"
+        } else {
+            "server-side apply"
+        };
+        api.patch(&name, &params, &Patch::Apply(obj))
             .await
-            .map_err(|source| KubeError::Request {
-                object: object_ref(obj),
-                verb: if dry_run {
-                    "server-side dry-run apply"
-                } else {
-                    "server-side apply"
-                },
-                source,
-            })?;
-        Ok(serde_json::to_value(applied).unwrap_or(Value::Null))
+            .map(to_json)
+            .map_err(request_failed(object_ref(obj), verb))
     }
 
     /// The live object, or `None` when it does not exist.
@@ -184,12 +232,8 @@ impl DynamicApi {
         let found = api
             .get_opt(&name)
             .await
-            .map_err(|source| KubeError::Request {
-                object: object_ref(obj),
-                verb: "get",
-                source,
-            })?;
-        Ok(found.map(|o| serde_json::to_value(o).unwrap_or(Value::Null)))
+            .map_err(request_failed(object_ref(obj), "get"))?;
+        Ok(found.map(to_json))
     }
 }
 
@@ -201,19 +245,9 @@ impl DynamicApi {
         kind: &str,
         namespace: Option<&str>,
     ) -> Result<Api<DynamicObject>, KubeError> {
-        let object = match namespace {
-            Some(ns) => format!("{kind}/{ns}/*"),
-            None => format!("{kind}/*"),
-        };
-        let (resource, caps) =
-            self.resource(api_version, kind)
-                .await
-                .map_err(|source| KubeError::UnknownKind {
-                    object,
-                    api_version: api_version.to_string(),
-                    kind: kind.to_string(),
-                    source,
-                })?;
+        let (resource, caps) = self
+            .served_resource(all_of_kind(kind, namespace), api_version, kind)
+            .await?;
         Ok(match (caps.scope, namespace) {
             (Scope::Namespaced, Some(ns)) => {
                 Api::namespaced_with(self.client.clone(), ns, &resource)
@@ -239,19 +273,12 @@ impl DynamicApi {
         let list = api
             .list(&params)
             .await
-            .map_err(|source| KubeError::Request {
-                object: match namespace {
-                    Some(ns) => format!("{kind}/{ns}/*"),
-                    None => format!("{kind}/*"),
-                },
-                verb: "list",
-                source,
-            })?;
+            .map_err(request_failed(all_of_kind(kind, namespace), "list"))?;
         Ok(list
             .items
             .into_iter()
             .map(|item| {
-                let mut value = serde_json::to_value(item).unwrap_or(Value::Null);
+                let mut value = to_json(item);
                 value["apiVersion"] = Value::from(api_version);
                 value["kind"] = Value::from(kind);
                 value
@@ -267,20 +294,8 @@ impl DynamicApi {
         field_manager: &str,
         force: bool,
     ) -> Result<Value, KubeError> {
-        let (api, name) = self.api_for(obj).await?;
-        let mut params = PatchParams::apply(field_manager).validation_strict();
-        if force {
-            params = params.force();
-        }
-        let applied = api
-            .patch(&name, &params, &Patch::Apply(obj))
+        self.server_side_apply(obj, field_manager, false, force)
             .await
-            .map_err(|source| KubeError::Request {
-                object: object_ref(obj),
-                verb: "server-side apply",
-                source,
-            })?;
-        Ok(serde_json::to_value(applied).unwrap_or(Value::Null))
     }
 
     /// A JSON merge patch (RFC 7386) of `obj` (which names the object). Put
@@ -292,19 +307,10 @@ impl DynamicApi {
         field_manager: &str,
     ) -> Result<Value, KubeError> {
         let (api, name) = self.api_for(obj).await?;
-        let params = PatchParams {
-            field_manager: Some(field_manager.to_string()),
-            ..PatchParams::default()
-        };
-        let patched = api
-            .patch(&name, &params, &Patch::Merge(patch))
+        api.patch(&name, &merge_params(field_manager), &Patch::Merge(patch))
             .await
-            .map_err(|source| KubeError::Request {
-                object: object_ref(obj),
-                verb: "patch",
-                source,
-            })?;
-        Ok(serde_json::to_value(patched).unwrap_or(Value::Null))
+            .map(to_json)
+            .map_err(request_failed(object_ref(obj), "patch"))
     }
 
     /// A JSON merge patch of the status subresource: `{"status": status}`.
@@ -315,20 +321,11 @@ impl DynamicApi {
         field_manager: &str,
     ) -> Result<Value, KubeError> {
         let (api, name) = self.api_for(obj).await?;
-        let params = PatchParams {
-            field_manager: Some(field_manager.to_string()),
-            ..PatchParams::default()
-        };
         let patch = serde_json::json!({ "status": status });
-        let patched = api
-            .patch_status(&name, &params, &Patch::Merge(&patch))
+        api.patch_status(&name, &merge_params(field_manager), &Patch::Merge(&patch))
             .await
-            .map_err(|source| KubeError::Request {
-                object: object_ref(obj),
-                verb: "patch status",
-                source,
-            })?;
-        Ok(serde_json::to_value(patched).unwrap_or(Value::Null))
+            .map(to_json)
+            .map_err(request_failed(object_ref(obj), "patch status"))
     }
 
     /// Deletes the object (only the one with `obj`'s uid, when it has one). Returns false when it
@@ -347,11 +344,7 @@ impl DynamicApi {
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
             // The uid precondition failed: the object was replaced by another of the same name.
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(source) => Err(KubeError::Request {
-                object: object_ref(obj),
-                verb: "delete",
-                source,
-            }),
+            Err(source) => Err(request_failed(object_ref(obj), "delete")(source)),
         }
     }
 }

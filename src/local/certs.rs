@@ -50,7 +50,8 @@ fn generated<T>(what: &'static str, r: Result<T, rcgen::Error>) -> Result<T, Cer
     r.map_err(|source| CertError::Generate { what, source })
 }
 
-fn ca_params(common_name: &str) -> CertificateParams {
+/// The parameters of a self-signed CA certificate named `common_name`.
+pub(crate) fn ca_params(common_name: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![

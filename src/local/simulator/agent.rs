@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::objects::{generation, ident, is_deleting};
-use super::status::now;
+use super::objects::{ident, is_deleting};
+use super::status::{now, set_observed_generation};
 use super::{ClusterState, Report, SimulatorConfig, SimulatorError};
 
 pub const AGENT_NAMESPACE: &str = "cairn-system";
@@ -179,9 +179,7 @@ pub async fn reconcile(
                  "lastUpdateTime": since, "lastTransitionTime": since},
             ],
         });
-        if let Some(g) = generation(&deployment) {
-            status["observedGeneration"] = g.into();
-        }
+        set_observed_generation(&mut status, &deployment);
         server
             .set_status(&deployment, status, "set the agent Deployment status")
             .await?;

@@ -7,8 +7,11 @@ use serde_json::{Value, json};
 use super::controlplane::{self, ControlPlane};
 use super::machinedeployment::{self, Workers};
 use super::machines::is_running;
-use super::objects::{CAPI, generation, ident, is_deleting, name, object_ref, s};
-use super::status::{Cond, cond_if, conditions};
+use super::objects::{generation, is_deleting, name, s};
+use super::status::{
+    Counters, cond_if, conditions, not_deleting_nor_paused, provisioned_status,
+    set_observed_generation,
+};
 use super::workload::{NodeSpec, delete_node, machine_of, nodes_of, register_node};
 use super::{Ctx, SimulatorError, is_paused, teardown};
 
@@ -34,13 +37,10 @@ pub async fn reconcile(ctx: &mut Ctx<'_>) -> Result<(), SimulatorError> {
         .await?;
 
     let infra = reconcile_infra(ctx).await?;
-    let mut machines: Vec<Value> = ctx
+    let mut machines = ctx
         .server
-        .list(CAPI, "Machine", Some(&ctx.namespace), None)
-        .await?
-        .into_iter()
-        .filter(|m| s(m, "/spec/clusterName") == ctx.name)
-        .collect();
+        .cluster_objects("Machine", &ctx.namespace, &ctx.name)
+        .await?;
     let cp = controlplane::reconcile(ctx, &mut machines, infra.provisioned).await?;
     let workers = machinedeployment::reconcile(ctx, &mut machines).await?;
     sync_nodes(ctx, &machines).await?;
@@ -59,22 +59,8 @@ async fn reconcile_infra(ctx: &mut Ctx<'_>) -> Result<Infra, SimulatorError> {
     let Some(infra_ref) = ctx.cluster.pointer("/spec/infrastructureRef").cloned() else {
         return Ok(Infra { provisioned: true });
     };
-    let info = server
-        .kind(s(&infra_ref, "/apiGroup"), s(&infra_ref, "/kind"))
-        .await?;
-    let wanted = ident(
-        &info.api_version,
-        s(&infra_ref, "/kind"),
-        &ctx.namespace,
-        s(&infra_ref, "/name"),
-    );
-    let infra = server
-        .fetch(&wanted)
-        .await?
-        .ok_or_else(|| SimulatorError::MissingRef {
-            referrer: object_ref(&ctx.cluster),
-            object: object_ref(&wanted),
-        })?;
+    let (info, wanted) = server.resolve(&infra_ref, &ctx.namespace).await?;
+    let infra = server.fetch_referenced(&ctx.cluster, &wanted).await?;
     let mut infra = server.ensure_owner(&infra, &ctx.cluster, true).await?;
 
     if let Some(workload) = &ctx.state.workload {
@@ -89,18 +75,7 @@ async fn reconcile_infra(ctx: &mut Ctx<'_>) -> Result<Infra, SimulatorError> {
                 .await?;
         }
     }
-    let mut status = json!({});
-    if info.has(&["status", "initialization"]) {
-        status["initialization"] = json!({"provisioned": true});
-        status["conditions"] = conditions(
-            infra.pointer("/status/conditions"),
-            &[Cond::new("Ready", true, "Ready")],
-            generation(&infra),
-        );
-    }
-    if info.has(&["status", "ready"]) {
-        status["ready"] = true.into();
-    }
+    let status = provisioned_status(&info, &infra);
     server
         .set_status(&infra, status, "provision the infrastructure cluster")
         .await?;
@@ -128,20 +103,11 @@ async fn sync_nodes(ctx: &mut Ctx<'_>, machines: &[Value]) -> Result<(), Simulat
         if nodes.iter().any(|n| name(n) == name(machine)) {
             continue;
         }
-        register_node(
-            &server,
-            &NodeSpec {
-                name: name(machine),
-                cluster: &ctx.name,
-                namespace: &ctx.namespace,
-                provider_id: s(machine, "/spec/providerID"),
-                version: s(machine, "/spec/version"),
-                control_plane: machine
-                    .pointer("/metadata/labels/cluster.x-k8s.io~1control-plane")
-                    .is_some(),
-            },
-        )
-        .await?;
+        let control_plane = machine
+            .pointer("/metadata/labels/cluster.x-k8s.io~1control-plane")
+            .is_some();
+        let node = NodeSpec::of_machine(machine, &ctx.name, &ctx.namespace, control_plane);
+        register_node(&server, &node).await?;
         ctx.report.created.push(format!("Node/{}", name(machine)));
     }
     for node in &nodes {
@@ -152,6 +118,13 @@ async fn sync_nodes(ctx: &mut Ctx<'_>, machines: &[Value]) -> Result<(), Simulat
         }
     }
     Ok(())
+}
+
+/// The replicas of the control plane or of the workers, as the Cluster status sums them up.
+fn replicas_summary(desired: i64, counters: &Counters) -> Value {
+    let mut summary = json!({ "desiredReplicas": desired });
+    counters.write(&mut summary);
+    summary
 }
 
 /// Phase, initialization, counters and conditions of the Cluster.
@@ -166,17 +139,13 @@ async fn write_status(
         cluster.pointer("/status/initialization/controlPlaneInitialized") == Some(&json!(true));
     let initialized = was_initialized || cp.is_some_and(|c| c.initialized);
     let cp_available = cp.is_none_or(|c| c.available);
-    let rolling = cp.is_some_and(|c| c.rolling_out) || workers.rolling_out;
-    let scaling_up = cp.is_some_and(|c| c.scaling_up) || workers.scaling_up;
-    let scaling_down = cp.is_some_and(|c| c.scaling_down) || workers.scaling_down;
-    let available = infra.provisioned
-        && initialized
-        && cp_available
-        && workers.available
-        && !rolling
-        && !scaling_up
-        && !scaling_down;
-    let conds = [
+    let mut rollout = workers.rollout;
+    if let Some(cp) = cp {
+        rollout.add(cp.rollout);
+    }
+    let available =
+        infra.provisioned && initialized && cp_available && workers.available && rollout.is_done();
+    let mut conds = vec![
         cond_if(
             "InfrastructureReady",
             infra.provisioned,
@@ -201,9 +170,6 @@ async fn write_status(
             "Available",
             "NotAvailable",
         ),
-        cond_if("RollingOut", rolling, "RollingOut", "NotRollingOut"),
-        cond_if("ScalingUp", scaling_up, "ScalingUp", "NotScalingUp"),
-        cond_if("ScalingDown", scaling_down, "ScalingDown", "NotScalingDown"),
         cond_if(
             "RemoteConnectionProbe",
             ctx.state.workload.is_some(),
@@ -211,9 +177,9 @@ async fn write_status(
             "ProbeFailed",
         ),
         cond_if("Available", available, "Available", "NotAvailable"),
-        Cond::new("Deleting", false, "NotDeleting"),
-        Cond::new("Paused", false, "NotPaused"),
     ];
+    conds.extend(rollout.conditions());
+    conds.extend(not_deleting_nor_paused());
     let mut status = json!({
         "phase": if infra.provisioned { "Provisioned" } else { "Provisioning" },
         "initialization": {
@@ -221,25 +187,11 @@ async fn write_status(
             "controlPlaneInitialized": initialized,
         },
         "conditions": conditions(cluster.pointer("/status/conditions"), &conds, generation(cluster)),
-        "workers": {
-            "desiredReplicas": workers.desired,
-            "replicas": workers.counters.replicas,
-            "readyReplicas": workers.counters.ready,
-            "availableReplicas": workers.counters.available,
-            "upToDateReplicas": workers.counters.up_to_date,
-        },
+        "workers": replicas_summary(workers.desired, &workers.counters),
     });
-    if let Some(g) = generation(cluster) {
-        status["observedGeneration"] = g.into();
-    }
+    set_observed_generation(&mut status, cluster);
     if let Some(cp) = cp {
-        status["controlPlane"] = json!({
-            "desiredReplicas": cp.desired,
-            "replicas": cp.counters.replicas,
-            "readyReplicas": cp.counters.ready,
-            "availableReplicas": cp.counters.available,
-            "upToDateReplicas": cp.counters.up_to_date,
-        });
+        status["controlPlane"] = replicas_summary(cp.desired, &cp.counters);
     }
     ctx.cluster = ctx
         .server

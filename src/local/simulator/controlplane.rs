@@ -4,12 +4,15 @@
 
 use serde_json::{Map, Value, json};
 
-use super::machines::{self, NewMachine, base_labels, deletion_order, is_running};
+use super::machines::{self, NewMachine, base_labels, deletion_order, is_running, owned_by};
 use super::naming::{hash, random_name};
 use super::objects::{
-    KCP_API, controlled_by, generation, ident, int, is_deleting, labels, name, object_ref, s, uid,
+    KCP_API, cloned_at, generation, ident, int, is_deleting, labels, name, object_ref, s, uid,
 };
-use super::status::{Cond, Counters, cond_if, conditions, is_true, min_version};
+use super::status::{
+    Counters, Rollout, cond_if, conditions, min_version, not_deleting_nor_paused,
+    set_observed_generation,
+};
 use super::{Ctx, SimulatorError};
 
 pub const CONTROL_PLANE_LABEL: &str = "cluster.x-k8s.io/control-plane";
@@ -27,9 +30,7 @@ pub struct ControlPlane {
     pub available: bool,
     pub desired: i64,
     pub counters: Counters,
-    pub rolling_out: bool,
-    pub scaling_up: bool,
-    pub scaling_down: bool,
+    pub rollout: Rollout,
 }
 
 /// What an up-to-date control-plane machine looks like.
@@ -77,56 +78,25 @@ pub async fn reconcile(
             ),
         });
     }
-    let kcp = server
-        .fetch(&wanted)
-        .await?
-        .ok_or_else(|| SimulatorError::MissingRef {
-            referrer: object_ref(&ctx.cluster),
-            object: object_ref(&wanted),
-        })?;
+    let kcp = server.fetch_referenced(&ctx.cluster, &wanted).await?;
     if is_deleting(&kcp) {
         return Ok(None);
     }
     let kcp = server.ensure_owner(&kcp, &ctx.cluster, true).await?;
-    let template_ref = kcp
-        .pointer("/spec/machineTemplate/spec/infrastructureRef")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let info = server
-        .kind(s(&template_ref, "/apiGroup"), s(&template_ref, "/kind"))
-        .await?;
-    let template_ident = ident(
-        &info.api_version,
-        s(&template_ref, "/kind"),
-        &ctx.namespace,
-        s(&template_ref, "/name"),
-    );
-    let template =
-        server
-            .fetch(&template_ident)
-            .await?
-            .ok_or_else(|| SimulatorError::MissingRef {
-                referrer: object_ref(&kcp),
-                object: object_ref(&template_ident),
-            })?;
+    let template_ref = cloned_at(&kcp, "/spec/machineTemplate/spec/infrastructureRef");
+    let (_, template_ident) = server.resolve(&template_ref, &ctx.namespace).await?;
+    let template = server.fetch_referenced(&kcp, &template_ident).await?;
     let template = server.ensure_owner(&template, &ctx.cluster, false).await?;
 
     let desired_replicas = int(&kcp, "/spec/replicas", 1);
-    let config_spec = kcp
-        .pointer("/spec/kubeadmConfigSpec")
-        .cloned()
-        .unwrap_or(Value::Null);
+    let config_spec = cloned_at(&kcp, "/spec/kubeadmConfigSpec");
     let desired = Desired {
         version: s(&kcp, "/spec/version").to_string(),
         template: name(&template).to_string(),
         config_hash: hash(&config_spec, 10),
     };
     let kcp_uid = uid(&kcp).to_string();
-    let own = |machines: &Vec<Value>| -> Vec<usize> {
-        (0..machines.len())
-            .filter(|i| controlled_by(&machines[*i], &kcp_uid) && !is_deleting(&machines[*i]))
-            .collect()
-    };
+    let own = |machines: &Vec<Value>| owned_by(machines, &kcp_uid);
 
     // Bring machines up (the first one starts the workload API server).
     for i in own(machines) {
@@ -187,34 +157,23 @@ pub async fn reconcile(
             let surplus = current.len() - desired_replicas.max(0) as usize;
             doomed.extend(current[..surplus].iter().map(|m| name(m).to_string()));
         }
-        for doomed_name in doomed {
-            if let Some(pos) = machines.iter().position(|m| name(m) == doomed_name) {
-                let machine = machines.remove(pos);
-                machines::delete(ctx, &machine).await?;
-            }
-        }
+        machines::delete_named(ctx, machines, doomed).await?;
     }
 
     // Status.
     let owned: Vec<&Value> = own(machines).into_iter().map(|i| &machines[i]).collect();
-    let counters = Counters {
-        replicas: owned.len() as i64,
-        ready: owned.iter().filter(|m| is_true(m, "Ready")).count() as i64,
-        available: owned.iter().filter(|m| is_true(m, "Available")).count() as i64,
-        up_to_date: owned.iter().filter(|m| desired.matches(m)).count() as i64,
-    };
+    let counters = Counters::of(&owned, |m| desired.matches(m));
     let outdated = counters.replicas - counters.up_to_date;
     let cp = ControlPlane {
         initialized,
         available: initialized && counters.available >= 1,
         desired: desired_replicas,
         counters,
-        rolling_out: outdated > 0,
-        scaling_up: counters.up_to_date < desired_replicas,
-        scaling_down: counters.up_to_date > desired_replicas,
+        rollout: Rollout::of(&counters, desired_replicas),
     };
     let all_ready = counters.ready == counters.replicas && counters.replicas > 0;
-    let conds = [
+    let [rolling_out, scaling_up, scaling_down] = cp.rollout.conditions();
+    let mut conds = vec![
         cond_if("Available", cp.available, "Available", "NotAvailable"),
         cond_if(
             "CertificatesAvailable",
@@ -225,32 +184,22 @@ pub async fn reconcile(
         cond_if("Initialized", initialized, "Initialized", "NotInitialized"),
         cond_if("MachinesReady", all_ready, "Ready", "NotReady"),
         cond_if("MachinesUpToDate", outdated == 0, "UpToDate", "NotUpToDate"),
-        cond_if("RollingOut", cp.rolling_out, "RollingOut", "NotRollingOut").msg(
-            if cp.rolling_out {
-                format!("{outdated} machines are not up to date")
-            } else {
-                String::new()
-            },
-        ),
-        cond_if("ScalingUp", cp.scaling_up, "ScalingUp", "NotScalingUp"),
-        cond_if(
-            "ScalingDown",
-            cp.scaling_down,
-            "ScalingDown",
-            "NotScalingDown",
-        ),
-        Cond::new("Deleting", false, "NotDeleting"),
-        Cond::new("Paused", false, "NotPaused"),
+        rolling_out.msg(if cp.rollout.rolling_out {
+            format!("{outdated} machines are not up to date")
+        } else {
+            String::new()
+        }),
+        scaling_up,
+        scaling_down,
     ];
+    conds.extend(not_deleting_nor_paused());
     let mut status = json!({
         "selector": format!("cluster.x-k8s.io/cluster-name={},{CONTROL_PLANE_LABEL}", ctx.name),
         "initialization": {"controlPlaneInitialized": initialized},
         "conditions": conditions(kcp.pointer("/status/conditions"), &conds, generation(&kcp)),
     });
     counters.write(&mut status);
-    if let Some(g) = generation(&kcp) {
-        status["observedGeneration"] = g.into();
-    }
+    set_observed_generation(&mut status, &kcp);
     if let Some(version) = min_version(
         owned
             .iter()

@@ -5,13 +5,15 @@
 
 use serde_json::{Map, Value, json};
 
-use super::machines::{self, NewMachine, base_labels, deletion_order, is_running};
+use super::machines::{self, NewMachine, base_labels, deletion_order, is_running, owned_by};
 use super::naming::{hash, random_name};
 use super::objects::{
-    BOOTSTRAP_API, CAPI, CLUSTER_NAME_LABEL, controlled_by, generation, ident, int, is_deleting,
-    labels, name, object_ref, owner_ref, s, uid,
+    BOOTSTRAP_API, CAPI, CLUSTER_NAME_LABEL, cloned_at, controlled_by, generation, ident, int,
+    is_deleting, labels, name, object_ref, owner_ref, s, uid,
 };
-use super::status::{Cond, Counters, cond_if, conditions, is_true};
+use super::status::{
+    Counters, Rollout, cond_if, conditions, not_deleting_nor_paused, set_observed_generation,
+};
 use super::{Ctx, SimulatorError};
 
 pub const TEMPLATE_HASH_LABEL: &str = "machine-template-hash";
@@ -24,9 +26,7 @@ pub struct Workers {
     pub desired: i64,
     pub counters: Counters,
     pub available: bool,
-    pub rolling_out: bool,
-    pub scaling_up: bool,
-    pub scaling_down: bool,
+    pub rollout: Rollout,
 }
 
 /// Every MachineDeployment of the cluster. One that fails is reported and the others go on.
@@ -35,19 +35,14 @@ pub async fn reconcile(
     machines: &mut Vec<Value>,
 ) -> Result<Workers, SimulatorError> {
     let server = ctx.server.clone();
-    let of_cluster = |o: &Value| s(o, "/spec/clusterName") == ctx.name && !is_deleting(o);
-    let deployments: Vec<Value> = server
-        .list(CAPI, "MachineDeployment", Some(&ctx.namespace), None)
-        .await?
-        .into_iter()
-        .filter(of_cluster)
-        .collect();
-    let sets: Vec<Value> = server
-        .list(CAPI, "MachineSet", Some(&ctx.namespace), None)
-        .await?
-        .into_iter()
-        .filter(of_cluster)
-        .collect();
+    let mut deployments = server
+        .cluster_objects("MachineDeployment", &ctx.namespace, &ctx.name)
+        .await?;
+    deployments.retain(|md| !is_deleting(md));
+    let mut sets = server
+        .cluster_objects("MachineSet", &ctx.namespace, &ctx.name)
+        .await?;
+    sets.retain(|ms| !is_deleting(ms));
     let mut workers = Workers {
         available: true,
         ..Workers::default()
@@ -58,9 +53,7 @@ pub async fn reconcile(
                 workers.desired += w.desired;
                 workers.counters.add(w.counters);
                 workers.available &= w.available;
-                workers.rolling_out |= w.rolling_out;
-                workers.scaling_up |= w.scaling_up;
-                workers.scaling_down |= w.scaling_down;
+                workers.rollout.add(w.rollout);
             }
             Err(e) => {
                 tracing::warn!(cluster = %ctx.name, "{}: {e}", object_ref(&md));
@@ -86,6 +79,17 @@ fn selector_string(selector: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// What the statuses of a MachineDeployment and a MachineSet share: the selector (as a string),
+/// the replica counters and the generation observed.
+fn write_replica_status(status: &mut Value, obj: &Value, counters: &Counters) {
+    let selector = selector_string(obj.pointer("/spec/selector").unwrap_or(&Value::Null));
+    if !selector.is_empty() {
+        status["selector"] = selector.into();
+    }
+    counters.write(status);
+    set_observed_generation(status, obj);
+}
+
 async fn reconcile_deployment(
     ctx: &mut Ctx<'_>,
     md: &Value,
@@ -94,10 +98,7 @@ async fn reconcile_deployment(
 ) -> Result<Workers, SimulatorError> {
     let server = ctx.server.clone();
     let md = server.ensure_owner(md, &ctx.cluster, false).await?;
-    let spec = md
-        .pointer("/spec/template/spec")
-        .cloned()
-        .unwrap_or(Value::Null);
+    let spec = cloned_at(&md, "/spec/template/spec");
     // The templates belong to the Cluster, as CAPI's MachineDeployment controller records.
     for template in templates_of(ctx, &md, &spec).await? {
         server.ensure_owner(&template, &ctx.cluster, false).await?;
@@ -156,20 +157,15 @@ async fn reconcile_deployment(
 
     // Older MachineSets: scaled to zero once the current one is fully up, then deleted.
     let current_uid = uid(&current).to_string();
-    let current_machines: Vec<&Value> = machines
-        .iter()
-        .filter(|m| controlled_by(m, &current_uid) && !is_deleting(m))
-        .collect();
-    let current_done =
-        current_machines.len() as i64 == desired && current_machines.iter().all(|m| is_running(m));
+    let current_machines = owned_by(machines, &current_uid);
+    let current_done = current_machines.len() as i64 == desired
+        && current_machines.iter().all(|i| is_running(&machines[*i]));
     let mut sets_now = vec![(current, true)];
     for old in owned.iter().filter(|ms| name(ms) != current_name) {
         let old_uid = uid(old);
         let has_machines = machines.iter().any(|m| controlled_by(m, old_uid));
         if int(old, "/spec/replicas", 0) == 0 && !has_machines {
-            if server.delete(old, "delete an old MachineSet").await? {
-                ctx.report.deleted.push(object_ref(old));
-            }
+            ctx.delete(old, "delete an old MachineSet").await?;
             continue;
         }
         let old = if current_done && int(old, "/spec/replicas", 0) != 0 {
@@ -201,12 +197,10 @@ async fn reconcile_deployment(
         desired,
         counters,
         available,
-        rolling_out: counters.replicas > counters.up_to_date,
-        scaling_up: counters.up_to_date < desired,
-        scaling_down: counters.up_to_date > desired,
+        rollout: Rollout::of(&counters, desired),
     };
     let all_ready = counters.ready == counters.replicas;
-    let conds = [
+    let mut conds = vec![
         cond_if("Available", available, "Available", "NotAvailable"),
         cond_if("MachinesReady", all_ready, "Ready", "NotReady"),
         cond_if(
@@ -215,22 +209,9 @@ async fn reconcile_deployment(
             "UpToDate",
             "NotUpToDate",
         ),
-        cond_if(
-            "RollingOut",
-            workers.rolling_out,
-            "RollingOut",
-            "NotRollingOut",
-        ),
-        cond_if("ScalingUp", workers.scaling_up, "ScalingUp", "NotScalingUp"),
-        cond_if(
-            "ScalingDown",
-            workers.scaling_down,
-            "ScalingDown",
-            "NotScalingDown",
-        ),
-        Cond::new("Deleting", false, "NotDeleting"),
-        Cond::new("Paused", false, "NotPaused"),
     ];
+    conds.extend(workers.rollout.conditions());
+    conds.extend(not_deleting_nor_paused());
     let phase = if counters.replicas < desired {
         "ScalingUp"
     } else if counters.replicas > desired {
@@ -242,14 +223,7 @@ async fn reconcile_deployment(
         "phase": phase,
         "conditions": conditions(md.pointer("/status/conditions"), &conds, generation(&md)),
     });
-    let selector = selector_string(md.pointer("/spec/selector").unwrap_or(&Value::Null));
-    if !selector.is_empty() {
-        status["selector"] = selector.into();
-    }
-    counters.write(&mut status);
-    if let Some(g) = generation(&md) {
-        status["observedGeneration"] = g.into();
-    }
+    write_replica_status(&mut status, &md, &counters);
     server
         .set_status(&md, status, "set the MachineDeployment status")
         .await?;
@@ -273,26 +247,10 @@ async fn templates_of(
         ));
     }
     let infra_ref = spec.get("infrastructureRef").unwrap_or(&Value::Null);
-    let info = ctx
-        .server
-        .kind(s(infra_ref, "/apiGroup"), s(infra_ref, "/kind"))
-        .await?;
-    wanted.push(ident(
-        &info.api_version,
-        s(infra_ref, "/kind"),
-        &ctx.namespace,
-        s(infra_ref, "/name"),
-    ));
+    let (_, infra) = ctx.server.resolve(infra_ref, &ctx.namespace).await?;
+    wanted.push(infra);
     for ident in wanted {
-        let live = ctx
-            .server
-            .fetch(&ident)
-            .await?
-            .ok_or_else(|| SimulatorError::MissingRef {
-                referrer: object_ref(referrer),
-                object: object_ref(&ident),
-            })?;
-        found.push(live);
+        found.push(ctx.server.fetch_referenced(referrer, &ident).await?);
     }
     Ok(found)
 }
@@ -306,21 +264,14 @@ async fn reconcile_set(
 ) -> Result<Counters, SimulatorError> {
     let server = ctx.server.clone();
     let ms_uid = uid(ms).to_string();
-    let own = |machines: &Vec<Value>| -> Vec<usize> {
-        (0..machines.len())
-            .filter(|i| controlled_by(&machines[*i], &ms_uid) && !is_deleting(&machines[*i]))
-            .collect()
-    };
+    let own = |machines: &Vec<Value>| owned_by(machines, &ms_uid);
     for i in own(machines) {
         machines::progress(ctx, &mut machines[i], None, is_current).await?;
     }
     let wanted = int(ms, "/spec/replicas", 0).max(0);
     let have = own(machines).len() as i64;
     if have < wanted {
-        let spec = ms
-            .pointer("/spec/template/spec")
-            .cloned()
-            .unwrap_or(Value::Null);
+        let spec = cloned_at(ms, "/spec/template/spec");
         let templates = templates_of(ctx, ms, &spec).await?;
         let (bootstrap, infra_template) = match templates.as_slice() {
             [config_template, infra] => (
@@ -364,22 +315,13 @@ async fn reconcile_set(
             .iter()
             .map(|m| name(m).to_string())
             .collect();
-        for doomed_name in doomed {
-            if let Some(pos) = machines.iter().position(|m| name(m) == doomed_name) {
-                let machine = machines.remove(pos);
-                machines::delete(ctx, &machine).await?;
-            }
-        }
+        machines::delete_named(ctx, machines, doomed).await?;
     }
 
     let owned: Vec<&Value> = own(machines).into_iter().map(|i| &machines[i]).collect();
-    let counters = Counters {
-        replicas: owned.len() as i64,
-        ready: owned.iter().filter(|m| is_true(m, "Ready")).count() as i64,
-        available: owned.iter().filter(|m| is_true(m, "Available")).count() as i64,
-        up_to_date: if is_current { owned.len() as i64 } else { 0 },
-    };
-    let conds = [
+    // A MachineSet's machines are all up to date when it is the current one, none otherwise.
+    let counters = Counters::of(&owned, |_| is_current);
+    let mut conds = vec![
         cond_if(
             "MachinesReady",
             counters.ready == counters.replicas,
@@ -399,20 +341,12 @@ async fn reconcile_set(
             "ScalingDown",
             "NotScalingDown",
         ),
-        Cond::new("Deleting", false, "NotDeleting"),
-        Cond::new("Paused", false, "NotPaused"),
     ];
+    conds.extend(not_deleting_nor_paused());
     let mut status = json!({
         "conditions": conditions(ms.pointer("/status/conditions"), &conds, generation(ms)),
     });
-    let selector = selector_string(ms.pointer("/spec/selector").unwrap_or(&Value::Null));
-    if !selector.is_empty() {
-        status["selector"] = selector.into();
-    }
-    counters.write(&mut status);
-    if let Some(g) = generation(ms) {
-        status["observedGeneration"] = g.into();
-    }
+    write_replica_status(&mut status, ms, &counters);
     server
         .set_status(ms, status, "set the MachineSet status")
         .await?;

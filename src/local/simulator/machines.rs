@@ -5,10 +5,13 @@
 use serde_json::{Map, Value, json};
 
 use super::objects::{
-    BOOTSTRAP_API, BOOTSTRAP_GROUP, CAPI, CLUSTER_NAME_LABEL, generation, ident, is_deleting, name,
-    object_ref, owner_ref, s,
+    BOOTSTRAP_API, BOOTSTRAP_GROUP, CAPI, CLUSTER_NAME_LABEL, cloned_at, controlled_by, generation,
+    group_of, ident, is_deleting, labels, name, object_ref, owner_ref, s,
 };
-use super::status::{Cond, cond_if, conditions, is_true};
+use super::status::{
+    Cond, addresses, cond_if, conditions, is_true, not_deleting_nor_paused, provisioned_status,
+    set_observed_generation,
+};
 use super::workload::{NodeSpec, delete_node, register_node};
 use super::{Ctx, SimulatorError, secrets};
 
@@ -33,10 +36,6 @@ pub fn machine_kind(template_kind: &str) -> &str {
     template_kind
         .strip_suffix("Template")
         .unwrap_or(template_kind)
-}
-
-fn group_of(api_version: &str) -> &str {
-    api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
 }
 
 /// Creates the Machine, its KubeadmConfig and its infrastructure machine, each owned as the
@@ -88,10 +87,10 @@ pub async fn create(ctx: &mut Ctx<'_>, m: NewMachine<'_>) -> Result<Value, Simul
 
     let info = server.kind(infra_group, infra_kind).await?;
     let mut infra = ident(&info.api_version, infra_kind, &namespace, &m.name);
-    let mut infra_labels = labels_at(m.infra_template, "/spec/template/metadata/labels");
+    let mut infra_labels = labels(m.infra_template, "/spec/template/metadata/labels");
     infra_labels.extend(m.labels);
     infra["metadata"]["labels"] = Value::Object(infra_labels);
-    let mut annotations = labels_at(m.infra_template, "/spec/template/metadata/annotations");
+    let mut annotations = labels(m.infra_template, "/spec/template/metadata/annotations");
     annotations.insert(
         "cluster.x-k8s.io/cloned-from-name".into(),
         name(m.infra_template).into(),
@@ -118,13 +117,6 @@ pub async fn create(ctx: &mut Ctx<'_>, m: NewMachine<'_>) -> Result<Value, Simul
     Ok(machine)
 }
 
-fn labels_at(obj: &Value, pointer: &str) -> Map<String, Value> {
-    obj.pointer(pointer)
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// Whether the machine has a Node and is Ready.
 pub fn is_running(machine: &Value) -> bool {
     machine.pointer("/status/nodeRef/name").is_some() && is_true(machine, "Ready")
@@ -132,7 +124,7 @@ pub fn is_running(machine: &Value) -> bool {
 
 /// The machine's status: Provisioning until it runs, then Running with its Node.
 fn machine_status(machine: &Value, running: bool, up_to_date: bool) -> Value {
-    let conds = [
+    let mut conds = vec![
         cond_if("BootstrapConfigReady", running, "Ready", "NotReady"),
         cond_if("InfrastructureReady", running, "Ready", "NotReady"),
         cond_if("NodeReady", running, "NodeReady", "NodeDoesNotExist"),
@@ -140,9 +132,8 @@ fn machine_status(machine: &Value, running: bool, up_to_date: bool) -> Value {
         cond_if("UpToDate", up_to_date, "UpToDate", "NotUpToDate"),
         cond_if("Ready", running, "Ready", "NotReady"),
         cond_if("Available", running, "Available", "NotAvailable"),
-        Cond::new("Deleting", false, "NotDeleting"),
-        Cond::new("Paused", false, "NotPaused"),
     ];
+    conds.extend(not_deleting_nor_paused());
     let mut status = json!({
         "phase": if running { "Running" } else { "Provisioning" },
         "initialization": {
@@ -151,15 +142,10 @@ fn machine_status(machine: &Value, running: bool, up_to_date: bool) -> Value {
         },
         "conditions": conditions(machine.pointer("/status/conditions"), &conds, generation(machine)),
     });
-    if let Some(g) = generation(machine) {
-        status["observedGeneration"] = g.into();
-    }
+    set_observed_generation(&mut status, machine);
     if running {
         status["nodeRef"] = json!({"name": name(machine)});
-        status["addresses"] = json!([
-            {"type": "InternalIP", "address": "127.0.0.1"},
-            {"type": "Hostname", "address": name(machine)},
-        ]);
+        status["addresses"] = addresses(name(machine));
     }
     status
 }
@@ -222,23 +208,10 @@ async fn provision(
     let machine_name = name(machine).to_string();
 
     // Infrastructure machine: provider ID, provisioned.
-    let infra_group = s(machine, "/spec/infrastructureRef/apiGroup");
-    let infra_kind = s(machine, "/spec/infrastructureRef/kind").to_string();
-    let info = server.kind(infra_group, &infra_kind).await?;
-    let infra_ident = ident(
-        &info.api_version,
-        &infra_kind,
-        &namespace,
-        s(machine, "/spec/infrastructureRef/name"),
-    );
-    let infra = server
-        .fetch(&infra_ident)
-        .await?
-        .ok_or_else(|| SimulatorError::MissingRef {
-            referrer: object_ref(machine),
-            object: object_ref(&infra_ident),
-        })?;
-    let provider = provider_id(&infra_kind, &machine_name);
+    let infra_ref = cloned_at(machine, "/spec/infrastructureRef");
+    let (info, infra_ident) = server.resolve(&infra_ref, &namespace).await?;
+    let infra = server.fetch_referenced(machine, &infra_ident).await?;
+    let provider = provider_id(s(&infra_ref, "/kind"), &machine_name);
     let infra = if info.has(&["spec", "providerID"]) && s(&infra, "/spec/providerID").is_empty() {
         server
             .merge_patch(
@@ -250,23 +223,9 @@ async fn provision(
     } else {
         infra
     };
-    let mut status = json!({});
-    if info.has(&["status", "initialization"]) {
-        status["initialization"] = json!({"provisioned": true});
-        status["conditions"] = conditions(
-            infra.pointer("/status/conditions"),
-            &[Cond::new("Ready", true, "Ready")],
-            generation(&infra),
-        );
-    }
-    if info.has(&["status", "ready"]) {
-        status["ready"] = true.into();
-    }
+    let mut status = provisioned_status(&info, &infra);
     if info.has(&["status", "addresses"]) {
-        status["addresses"] = json!([
-            {"type": "InternalIP", "address": "127.0.0.1"},
-            {"type": "Hostname", "address": machine_name},
-        ]);
+        status["addresses"] = addresses(&machine_name);
     }
     if info.has(&["status", "instanceState"]) {
         status["instanceState"] = "running".into();
@@ -284,14 +243,7 @@ async fn provision(
             &namespace,
             s(machine, "/spec/bootstrap/configRef/name"),
         );
-        let config =
-            server
-                .fetch(&config_ident)
-                .await?
-                .ok_or_else(|| SimulatorError::MissingRef {
-                    referrer: object_ref(machine),
-                    object: object_ref(&config_ident),
-                })?;
+        let config = server.fetch_referenced(machine, &config_ident).await?;
         data_secret =
             secrets::write_bootstrap_secret(&server, &ctx.name, &config, control_plane).await?;
         let mut status = json!({
@@ -307,9 +259,7 @@ async fn provision(
                 generation(&config),
             ),
         });
-        if let Some(g) = generation(&config) {
-            status["observedGeneration"] = g.into();
-        }
+        set_observed_generation(&mut status, &config);
         server
             .set_status(&config, status, "set the KubeadmConfig status")
             .await?;
@@ -337,18 +287,8 @@ async fn provision(
 
     // The Node.
     if let Some(workload) = &ctx.state.workload {
-        register_node(
-            &workload.server,
-            &NodeSpec {
-                name: &machine_name,
-                cluster: &ctx.name,
-                namespace: &namespace,
-                provider_id: s(machine, "/spec/providerID"),
-                version: s(machine, "/spec/version"),
-                control_plane,
-            },
-        )
-        .await?;
+        let node = NodeSpec::of_machine(machine, &ctx.name, &namespace, control_plane);
+        register_node(&workload.server, &node).await?;
     }
     Ok(())
 }
@@ -366,39 +306,48 @@ pub async fn delete(ctx: &mut Ctx<'_>, machine: &Value) -> Result<(), SimulatorE
     ) {
         delete_node(&workload.server, node).await?;
     }
-    let infra_group = s(machine, "/spec/infrastructureRef/apiGroup");
-    let infra_kind = s(machine, "/spec/infrastructureRef/kind");
-    if !infra_kind.is_empty() {
-        let info = server.kind(infra_group, infra_kind).await?;
-        let infra = ident(
-            &info.api_version,
-            infra_kind,
-            &namespace,
-            s(machine, "/spec/infrastructureRef/name"),
-        );
-        if server
-            .delete(&infra, "delete the infrastructure machine")
-            .await?
-        {
-            ctx.report.deleted.push(object_ref(&infra));
-        }
+    let infra_ref = machine
+        .pointer("/spec/infrastructureRef")
+        .filter(|r| !s(r, "/kind").is_empty());
+    if let Some(infra_ref) = infra_ref {
+        let (_, infra) = server.resolve(infra_ref, &namespace).await?;
+        ctx.delete(&infra, "delete the infrastructure machine")
+            .await?;
     }
     let config_name = s(machine, "/spec/bootstrap/configRef/name");
     if !config_name.is_empty() {
         let config = ident(BOOTSTRAP_API, "KubeadmConfig", &namespace, config_name);
-        if server.delete(&config, "delete the KubeadmConfig").await? {
-            ctx.report.deleted.push(object_ref(&config));
-        }
+        ctx.delete(&config, "delete the KubeadmConfig").await?;
         let data = ident("v1", "Secret", &namespace, config_name);
         server
             .delete(&data, "delete the bootstrap data Secret")
             .await?;
     }
-    if server.delete(machine, "delete a Machine").await? {
-        ctx.report.deleted.push(object_ref(machine));
-    }
+    ctx.delete(machine, "delete a Machine").await?;
     ctx.first_seen.remove(s(machine, "/metadata/uid"));
     Ok(())
+}
+
+/// Deletes the machines named in `doomed` (with what they own) and drops them from `machines`.
+pub async fn delete_named(
+    ctx: &mut Ctx<'_>,
+    machines: &mut Vec<Value>,
+    doomed: Vec<String>,
+) -> Result<(), SimulatorError> {
+    for doomed_name in doomed {
+        if let Some(pos) = machines.iter().position(|m| name(m) == doomed_name) {
+            let machine = machines.remove(pos);
+            delete(ctx, &machine).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Where in `machines` those controlled by `owner_uid` and not being deleted are.
+pub fn owned_by(machines: &[Value], owner_uid: &str) -> Vec<usize> {
+    (0..machines.len())
+        .filter(|i| controlled_by(&machines[*i], owner_uid) && !is_deleting(&machines[*i]))
+        .collect()
 }
 
 /// The labels every machine of `cluster` carries.

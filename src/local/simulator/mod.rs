@@ -241,6 +241,14 @@ impl Ctx<'_> {
         self.write_secrets(kcp).await
     }
 
+    /// Deletes `obj` from the server the Cluster lives in, reporting it when it was there.
+    pub async fn delete(&mut self, obj: &Value, step: &'static str) -> Result<(), SimulatorError> {
+        if self.server.delete(obj, step).await? {
+            self.report.deleted.push(objects::object_ref(obj));
+        }
+        Ok(())
+    }
+
     /// Writes the kubeconfig and certificate Secrets that are missing or stale.
     pub async fn write_secrets(&mut self, kcp: &Value) -> Result<(), SimulatorError> {
         let Some(workload) = &self.state.workload else {
@@ -294,6 +302,17 @@ impl Simulator {
         })
     }
 
+    /// The management server and every workload server running.
+    fn servers(&self) -> Vec<Arc<Server>> {
+        let mut servers = vec![self.mgmt.clone()];
+        servers.extend(
+            self.clusters
+                .values()
+                .filter_map(|s| s.workload.as_ref().map(|w| w.server.clone())),
+        );
+        servers
+    }
+
     fn state(&self, cluster: &str) -> Option<&ClusterState> {
         self.clusters
             .iter()
@@ -336,13 +355,7 @@ impl Simulator {
         // a Cluster being moved out of the management server is always seen somewhere.
         let mut found: BTreeMap<String, Vec<(Arc<Server>, Value)>> = BTreeMap::new();
         let mut complete = true;
-        let mut servers = vec![self.mgmt.clone()];
-        servers.extend(
-            self.clusters
-                .values()
-                .filter_map(|s| s.workload.as_ref().map(|w| w.server.clone())),
-        );
-        for (i, server) in servers.iter().enumerate() {
+        for (i, server) in self.servers().iter().enumerate() {
             match server.list(CAPI, "Cluster", None, None).await {
                 Ok(clusters) => {
                     for cluster in clusters {
@@ -412,22 +425,11 @@ impl Simulator {
                 first_seen,
                 report: &mut report,
             };
-            if let Err(e) = cluster::reconcile(&mut ctx).await {
-                tracing::warn!(cluster = %key, "{e}");
-                report.errors.push(SimulatorError::InCluster {
-                    cluster: key.clone(),
-                    source: Box::new(e),
-                });
-            }
-            if let Err(e) =
-                agent::reconcile(config, clusters.get_mut(&key).expect("kept"), &mut report).await
-            {
-                tracing::warn!(cluster = %key, "{e}");
-                report.errors.push(SimulatorError::InCluster {
-                    cluster: key.clone(),
-                    source: Box::new(e),
-                });
-            }
+            let reconciled = cluster::reconcile(&mut ctx).await;
+            report_in_cluster(&mut report, &key, reconciled);
+            let agent =
+                agent::reconcile(config, clusters.get_mut(&key).expect("kept"), &mut report).await;
+            report_in_cluster(&mut report, &key, agent);
         }
 
         // Clusters that are gone everywhere: stop what they ran.
@@ -456,13 +458,7 @@ impl Simulator {
             || self.last_gc.is_none_or(|t| t.elapsed() >= GC_INTERVAL);
         if gc_now {
             let deleted_before = report.deleted.len();
-            let mut servers = vec![self.mgmt.clone()];
-            servers.extend(
-                self.clusters
-                    .values()
-                    .filter_map(|s| s.workload.as_ref().map(|w| w.server.clone())),
-            );
-            for server in servers {
+            for server in self.servers() {
                 if let Err(e) = teardown::collect_garbage(&server, &mut report).await {
                     tracing::warn!("garbage collection in {}: {e}", server.label);
                     report.errors.push(e);
@@ -543,6 +539,17 @@ pub async fn run(
     }
     simulator.shutdown();
     Ok(())
+}
+
+/// Logs and reports a failure concerning the Cluster `key`; the pass goes on.
+fn report_in_cluster(report: &mut Report, key: &str, result: Result<(), SimulatorError>) {
+    if let Err(e) = result {
+        tracing::warn!(cluster = %key, "{e}");
+        report.errors.push(SimulatorError::InCluster {
+            cluster: key.to_string(),
+            source: Box::new(e),
+        });
+    }
 }
 
 /// Whether `spec.paused` is set (as `clusterctl move` sets it).

@@ -2,24 +2,30 @@
 //! through the status subresource and only when it changes, ownership and finalizers by merge
 //! patch with optimistic concurrency (never stealing fields another manager applied).
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
 use super::SimulatorError;
-use super::schema::Server;
+use super::schema::{KindInfo, Server};
 use crate::kube_client::KubeError;
 
 /// Field manager of every write the simulator makes.
 pub const FIELD_MANAGER: &str = "cairn-simulator";
 
-pub const CAPI: &str = "cluster.x-k8s.io/v1beta2";
-pub const KCP_API: &str = "controlplane.cluster.x-k8s.io/v1beta2";
-pub const BOOTSTRAP_API: &str = "bootstrap.cluster.x-k8s.io/v1beta2";
+// The versions the simulator serves are the ones cairn renders.
+pub use crate::render::capi::{BOOTSTRAP_API, CLUSTER_API as CAPI, CONTROL_PLANE_API as KCP_API};
 pub const BOOTSTRAP_GROUP: &str = "bootstrap.cluster.x-k8s.io";
 pub const CLUSTER_NAME_LABEL: &str = "cluster.x-k8s.io/cluster-name";
 
 /// The string at `pointer`, or "".
 pub fn s<'a>(obj: &'a Value, pointer: &str) -> &'a str {
     obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// A copy of the value at `pointer`, or null.
+pub fn cloned_at(obj: &Value, pointer: &str) -> Value {
+    obj.pointer(pointer).cloned().unwrap_or(Value::Null)
 }
 
 /// The integer at `pointer`, or `default`.
@@ -44,6 +50,11 @@ pub fn generation(obj: &Value) -> Option<i64> {
 pub fn is_deleting(obj: &Value) -> bool {
     obj.pointer("/metadata/deletionTimestamp")
         .is_some_and(|t| !t.is_null())
+}
+
+/// The group of an apiVersion ("" for the core group).
+pub fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
 }
 
 /// `Kind/namespace/name`.
@@ -72,7 +83,24 @@ pub fn owner_ref(owner: &Value, controller: bool) -> Value {
     })
 }
 
-fn owner_refs(obj: &Value) -> &[Value] {
+/// A merge patch setting the metadata list `field` of `obj` to `value`, only if `obj` has not
+/// changed since it was read: the list is replaced whole, so a concurrent change would be lost.
+fn metadata_list_patch(obj: &Value, field: &str, value: Vec<Value>) -> Value {
+    json!({"metadata": {
+        "resourceVersion": s(obj, "/metadata/resourceVersion"),
+        field: value,
+    }})
+}
+
+fn finalizers(obj: &Value) -> Vec<Value> {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The ownerReferences of `obj` (none when it has none).
+pub fn owner_refs(obj: &Value) -> &[Value] {
     obj.pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
@@ -101,6 +129,11 @@ fn kube(step: &'static str) -> impl FnOnce(KubeError) -> SimulatorError {
     }
 }
 
+/// A request the server answered with 404: the kind or the object is not (or no longer) there.
+fn is_not_found(e: &KubeError) -> bool {
+    matches!(e, KubeError::Request { source: kube::Error::Api(status), .. } if status.code == 404)
+}
+
 impl Server {
     /// Every object of a kind in `namespace` (or everywhere). A kind the server does not serve
     /// has no objects.
@@ -117,10 +150,7 @@ impl Server {
             .await
         {
             Err(KubeError::UnknownKind { .. }) => Ok(Vec::new()),
-            Err(KubeError::Request {
-                source: kube::Error::Api(status),
-                ..
-            }) if status.code == 404 => Ok(Vec::new()),
+            Err(e) if is_not_found(&e) => Ok(Vec::new()),
             other => other.map_err(kube("list")),
         }
     }
@@ -131,6 +161,49 @@ impl Server {
             Err(KubeError::UnknownKind { .. }) => Ok(None),
             other => other.map_err(kube("read")),
         }
+    }
+
+    /// The CAPI objects of `kind` in `namespace` that belong to `cluster` (by `spec.clusterName`).
+    pub async fn cluster_objects(
+        &self,
+        kind: &str,
+        namespace: &str,
+        cluster: &str,
+    ) -> Result<Vec<Value>, SimulatorError> {
+        Ok(self
+            .list(CAPI, kind, Some(namespace), None)
+            .await?
+            .into_iter()
+            .filter(|o| s(o, "/spec/clusterName") == cluster)
+            .collect())
+    }
+
+    /// The object named by `wanted`, which `referrer` references: an error when it does not
+    /// exist (yet).
+    pub async fn fetch_referenced(
+        &self,
+        referrer: &Value,
+        wanted: &Value,
+    ) -> Result<Value, SimulatorError> {
+        self.fetch(wanted)
+            .await?
+            .ok_or_else(|| SimulatorError::MissingRef {
+                referrer: object_ref(referrer),
+                object: object_ref(wanted),
+            })
+    }
+
+    /// What a v1beta2 reference (`apiGroup`, `kind`, `name`) in `namespace` names: the kind,
+    /// and a skeleton of the object in its storage version.
+    pub async fn resolve(
+        &self,
+        reference: &Value,
+        namespace: &str,
+    ) -> Result<(Arc<KindInfo>, Value), SimulatorError> {
+        let kind = s(reference, "/kind");
+        let info = self.kind(s(reference, "/apiGroup"), kind).await?;
+        let wanted = ident(&info.api_version, kind, namespace, s(reference, "/name"));
+        Ok((info, wanted))
     }
 
     /// Creates or updates an object the simulator owns entirely (server-side apply).
@@ -204,10 +277,7 @@ impl Server {
             .collect();
         let has_controller = kept.iter().any(|r| r["controller"] == true);
         kept.push(owner_ref(owner, controller && !has_controller));
-        let patch = json!({"metadata": {
-            "resourceVersion": s(obj, "/metadata/resourceVersion"),
-            "ownerReferences": kept,
-        }});
+        let patch = metadata_list_patch(obj, "ownerReferences", kept);
         self.merge_patch(obj, &patch, "set the owner reference")
             .await
     }
@@ -218,19 +288,12 @@ impl Server {
         obj: &Value,
         finalizer: &str,
     ) -> Result<Value, SimulatorError> {
-        let mut finalizers: Vec<Value> = obj
-            .pointer("/metadata/finalizers")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let mut finalizers = finalizers(obj);
         if finalizers.iter().any(|f| f == finalizer) {
             return Ok(obj.clone());
         }
         finalizers.push(finalizer.into());
-        let patch = json!({"metadata": {
-            "resourceVersion": s(obj, "/metadata/resourceVersion"),
-            "finalizers": finalizers,
-        }});
+        let patch = metadata_list_patch(obj, "finalizers", finalizers);
         self.merge_patch(obj, &patch, "add the finalizer").await
     }
 
@@ -240,24 +303,14 @@ impl Server {
         obj: &Value,
         finalizer: &str,
     ) -> Result<(), SimulatorError> {
-        let finalizers: Vec<Value> = obj
-            .pointer("/metadata/finalizers")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let finalizers = finalizers(obj);
         if !finalizers.iter().any(|f| f == finalizer) {
             return Ok(());
         }
         let kept: Vec<Value> = finalizers.into_iter().filter(|f| f != finalizer).collect();
-        let patch = json!({"metadata": {
-            "resourceVersion": s(obj, "/metadata/resourceVersion"),
-            "finalizers": kept,
-        }});
+        let patch = metadata_list_patch(obj, "finalizers", kept);
         match self.api.merge_patch(obj, &patch, FIELD_MANAGER).await {
-            Err(KubeError::Request {
-                source: kube::Error::Api(status),
-                ..
-            }) if status.code == 404 => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
             other => other.map(|_| ()).map_err(kube("remove the finalizer")),
         }
     }

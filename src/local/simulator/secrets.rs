@@ -5,13 +5,14 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+use rcgen::KeyPair;
 use serde_json::{Value, json};
 
 use super::SimulatorError;
 use super::objects::{CLUSTER_NAME_LABEL, ident, owner_ref, s};
 use super::schema::Server;
 use super::workload::Workload;
+use crate::local::certs::ca_params;
 
 pub const SECRET_TYPE: &str = "cluster.x-k8s.io/secret";
 
@@ -36,17 +37,7 @@ fn generate_ca(cluster: &str, common_name: &str) -> Result<(String, String), Sim
         source,
     };
     let key = KeyPair::generate().map_err(failed)?;
-    let mut params = CertificateParams::default();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
+    let params = ca_params(common_name);
     let cert = params.self_signed(&key).map_err(failed)?;
     Ok((cert.pem(), key.serialize_pem()))
 }

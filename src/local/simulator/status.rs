@@ -3,6 +3,9 @@
 
 use serde_json::{Value, json};
 
+use super::objects::generation;
+use super::schema::KindInfo;
+
 /// Now, as the RFC 3339 second-precision UTC string Kubernetes writes.
 pub fn now() -> String {
     k8s_openapi::jiff::Timestamp::now()
@@ -86,6 +89,49 @@ pub fn conditions(existing: Option<&Value>, set: &[Cond], generation: Option<i64
     Value::Array(out)
 }
 
+/// The Deleting and Paused conditions of an object being reconciled: it is neither (deleted and
+/// paused objects are not reconciled).
+pub fn not_deleting_nor_paused() -> [Cond; 2] {
+    [
+        Cond::new("Deleting", false, "NotDeleting"),
+        Cond::new("Paused", false, "NotPaused"),
+    ]
+}
+
+/// Records in `status` the generation of `obj` it was written for.
+pub fn set_observed_generation(status: &mut Value, obj: &Value) {
+    if let Some(g) = generation(obj) {
+        status["observedGeneration"] = g.into();
+    }
+}
+
+/// The addresses of a simulated machine or Node: loopback, and its name as hostname.
+pub fn addresses(hostname: &str) -> Value {
+    json!([
+        {"type": "InternalIP", "address": "127.0.0.1"},
+        {"type": "Hostname", "address": hostname},
+    ])
+}
+
+/// The status an infrastructure provider writes once its object is provisioned, in the contract
+/// its CRD declares: `initialization.provisioned` and a Ready condition (v1beta2) and/or `ready`
+/// (v1beta1).
+pub fn provisioned_status(info: &KindInfo, infra: &Value) -> Value {
+    let mut status = json!({});
+    if info.has(&["status", "initialization"]) {
+        status["initialization"] = json!({"provisioned": true});
+        status["conditions"] = conditions(
+            infra.pointer("/status/conditions"),
+            &[Cond::new("Ready", true, "Ready")],
+            generation(infra),
+        );
+    }
+    if info.has(&["status", "ready"]) {
+        status["ready"] = true.into();
+    }
+    status
+}
+
 /// Whether `obj` has a condition of `type_` with status True.
 pub fn is_true(obj: &Value, type_: &str) -> bool {
     obj.pointer("/status/conditions")
@@ -106,6 +152,17 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// The counters of `machines`, those for which `up_to_date` holds counted as up to date.
+    pub fn of(machines: &[&Value], up_to_date: impl Fn(&Value) -> bool) -> Counters {
+        let with_condition = |type_| machines.iter().filter(|m| is_true(m, type_)).count() as i64;
+        Counters {
+            replicas: machines.len() as i64,
+            ready: with_condition("Ready"),
+            available: with_condition("Available"),
+            up_to_date: machines.iter().filter(|m| up_to_date(m)).count() as i64,
+        }
+    }
+
     pub fn add(&mut self, other: Counters) {
         self.replicas += other.replicas;
         self.ready += other.ready;
@@ -118,6 +175,57 @@ impl Counters {
         status["readyReplicas"] = self.ready.into();
         status["availableReplicas"] = self.available.into();
         status["upToDateReplicas"] = self.up_to_date.into();
+    }
+}
+
+/// Whether machines are being replaced or their number moves toward the desired one, as the
+/// RollingOut, ScalingUp and ScalingDown conditions of KCP, MachineDeployment and Cluster say.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rollout {
+    pub rolling_out: bool,
+    pub scaling_up: bool,
+    pub scaling_down: bool,
+}
+
+impl Rollout {
+    /// Where machines counted as `counters` stand against `desired` up-to-date replicas.
+    pub fn of(counters: &Counters, desired: i64) -> Rollout {
+        Rollout {
+            rolling_out: counters.replicas > counters.up_to_date,
+            scaling_up: counters.up_to_date < desired,
+            scaling_down: counters.up_to_date > desired,
+        }
+    }
+
+    /// Both at once: rolling out or scaling when either is.
+    pub fn add(&mut self, other: Rollout) {
+        self.rolling_out |= other.rolling_out;
+        self.scaling_up |= other.scaling_up;
+        self.scaling_down |= other.scaling_down;
+    }
+
+    /// Neither rolling out nor scaling.
+    pub fn is_done(&self) -> bool {
+        !(self.rolling_out || self.scaling_up || self.scaling_down)
+    }
+
+    /// The RollingOut, ScalingUp and ScalingDown conditions, in that order.
+    pub fn conditions(&self) -> [Cond; 3] {
+        [
+            cond_if(
+                "RollingOut",
+                self.rolling_out,
+                "RollingOut",
+                "NotRollingOut",
+            ),
+            cond_if("ScalingUp", self.scaling_up, "ScalingUp", "NotScalingUp"),
+            cond_if(
+                "ScalingDown",
+                self.scaling_down,
+                "ScalingDown",
+                "NotScalingDown",
+            ),
+        ]
     }
 }
 

@@ -4,11 +4,10 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
-
 use super::cluster::CLUSTER_FINALIZER;
 use super::objects::{
-    BOOTSTRAP_API, CAPI, CLUSTER_NAME_LABEL, KCP_API, ident, is_deleting, object_ref, s,
+    BOOTSTRAP_API, CAPI, CLUSTER_NAME_LABEL, KCP_API, group_of, ident, is_deleting, object_ref,
+    owner_refs, s,
 };
 use super::schema::Server;
 use super::{ClusterState, Ctx, Report, SimulatorError, machines};
@@ -29,49 +28,29 @@ pub async fn delete_cluster(ctx: &mut Ctx<'_>) -> Result<(), SimulatorError> {
     if !moving {
         let namespace = ctx.namespace.clone();
         let cluster_name = ctx.name.clone();
-        let found = server.list(CAPI, "Machine", Some(&namespace), None).await?;
-        for machine in found
-            .into_iter()
-            .filter(|m| s(m, "/spec/clusterName") == cluster_name)
+        for machine in server
+            .cluster_objects("Machine", &namespace, &cluster_name)
+            .await?
         {
             machines::delete(ctx, &machine).await?;
         }
         for kind in ["MachineSet", "MachineDeployment"] {
-            let found = server.list(CAPI, kind, Some(&namespace), None).await?;
-            for obj in found
-                .into_iter()
-                .filter(|o| s(o, "/spec/clusterName") == ctx.name)
+            for obj in server
+                .cluster_objects(kind, &namespace, &cluster_name)
+                .await?
             {
-                if server
-                    .delete(&obj, "delete a MachineDeployment or MachineSet")
-                    .await?
-                {
-                    ctx.report.deleted.push(object_ref(&obj));
-                }
+                ctx.delete(&obj, "delete a MachineDeployment or MachineSet")
+                    .await?;
             }
         }
         if let Some(cp_ref) = cluster.pointer("/spec/controlPlaneRef") {
             let cp = ident(KCP_API, s(cp_ref, "/kind"), &namespace, s(cp_ref, "/name"));
-            if server.delete(&cp, "delete the control plane").await? {
-                ctx.report.deleted.push(object_ref(&cp));
-            }
+            ctx.delete(&cp, "delete the control plane").await?;
         }
         if let Some(infra_ref) = cluster.pointer("/spec/infrastructureRef") {
-            let info = server
-                .kind(s(infra_ref, "/apiGroup"), s(infra_ref, "/kind"))
+            let (_, infra) = server.resolve(infra_ref, &namespace).await?;
+            ctx.delete(&infra, "delete the infrastructure cluster")
                 .await?;
-            let infra = ident(
-                &info.api_version,
-                s(infra_ref, "/kind"),
-                &namespace,
-                s(infra_ref, "/name"),
-            );
-            if server
-                .delete(&infra, "delete the infrastructure cluster")
-                .await?
-            {
-                ctx.report.deleted.push(object_ref(&infra));
-            }
         }
     }
     // The finalizer goes before the server stops: a self-hosted Cluster lives in it.
@@ -119,10 +98,6 @@ const INFRA_KINDS: [&str; 9] = [
 ];
 const INFRA_GROUP: &str = "infrastructure.cluster.x-k8s.io";
 
-fn group(api_version: &str) -> &str {
-    api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
-}
-
 /// Deletes every object (of the kinds above) all of whose owners are of those kinds and gone,
 /// checking each owner again right before deleting.
 pub async fn collect_garbage(server: &Server, report: &mut Report) -> Result<(), SimulatorError> {
@@ -146,20 +121,16 @@ pub async fn collect_garbage(server: &Server, report: &mut Report) -> Result<(),
     );
     let known: HashSet<(&str, &str)> = kinds
         .iter()
-        .map(|(v, k)| (group(v), k.as_str()))
+        .map(|(v, k)| (group_of(v), k.as_str()))
         .chain([("", "Secret")])
         .collect();
     let uids: HashSet<&str> = objects.iter().map(|o| s(o, "/metadata/uid")).collect();
     for obj in &objects {
-        let refs = obj
-            .pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let refs = owner_refs(obj);
         let orphan = !refs.is_empty()
             && !is_deleting(obj)
             && refs.iter().all(|r| {
-                known.contains(&(group(s(r, "/apiVersion")), s(r, "/kind")))
+                known.contains(&(group_of(s(r, "/apiVersion")), s(r, "/kind")))
                     && !uids.contains(s(r, "/uid"))
             });
         if !orphan {

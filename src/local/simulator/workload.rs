@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::SimulatorError;
 use super::objects::{ident, s};
 use super::schema::Server;
-use super::status::now;
+use super::status::{addresses, now};
 use crate::local::{ApiServer, ApiServerOptions, Assets};
 
 /// Annotations CAPI puts on the Nodes of its Machines.
@@ -174,6 +174,25 @@ pub struct NodeSpec<'a> {
     pub control_plane: bool,
 }
 
+impl<'a> NodeSpec<'a> {
+    /// The Node of `machine`, a machine of the Cluster `namespace/cluster`.
+    pub fn of_machine(
+        machine: &'a Value,
+        cluster: &'a str,
+        namespace: &'a str,
+        control_plane: bool,
+    ) -> NodeSpec<'a> {
+        NodeSpec {
+            name: s(machine, "/metadata/name"),
+            cluster,
+            namespace,
+            provider_id: s(machine, "/spec/providerID"),
+            version: s(machine, "/spec/version"),
+            control_plane,
+        }
+    }
+}
+
 /// Registers the Node of a machine (as its kubelet would), Ready.
 pub async fn register_node(server: &Server, node: &NodeSpec<'_>) -> Result<(), SimulatorError> {
     let mut labels = json!({
@@ -202,10 +221,7 @@ pub async fn register_node(server: &Server, node: &NodeSpec<'_>) -> Result<(), S
             "message": "kubelet is posting ready status (simulated)",
             "lastHeartbeatTime": now, "lastTransitionTime": now,
         }],
-        "addresses": [
-            {"type": "InternalIP", "address": "127.0.0.1"},
-            {"type": "Hostname", "address": node.name},
-        ],
+        "addresses": addresses(node.name),
         "capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"},
         "allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"},
         "nodeInfo": {
