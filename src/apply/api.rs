@@ -1,0 +1,203 @@
+//! `ClusterApi`: the few verbs apply and diff need, over kube, with retries, a timeout and a
+//! count of every request and write (so tests can prove a converged apply writes nothing).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::kube_client::{DynamicApi, KubeError};
+use crate::render::kinds::object_ref;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    #[error(
+        "{object}: field conflict with another manager: {message}\n  help: another tool owns these fields; \
+         rerun with --force-conflicts to take them over"
+    )]
+    Conflict { object: String, message: String },
+    #[error("{object}: gave up after {attempts} attempts over {waited:?}: {last}")]
+    Exhausted {
+        object: String,
+        attempts: u32,
+        waited: Duration,
+        last: KubeError,
+    },
+}
+
+/// What apply and diff need from a cluster.
+pub trait ClusterApi: Send + Sync {
+    /// What server-side apply would make of `obj`, without writing it.
+    fn dry_run(&self, obj: &Value) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    /// Server-side apply as field manager `cairn`.
+    fn apply(&self, obj: &Value) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    fn get(&self, obj: &Value) -> impl Future<Output = Result<Option<Value>, ApiError>> + Send;
+    fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<Value>, ApiError>> + Send;
+    /// Deletes the object; false when it was already gone.
+    fn delete(&self, obj: &Value) -> impl Future<Output = Result<bool, ApiError>> + Send;
+}
+
+/// Request and write counts, for tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+/// Backoff of transient failures: 200 ms doubling to 5 s, within `budget`.
+#[derive(Clone, Copy, Debug)]
+pub struct Retry {
+    pub first: Duration,
+    pub max: Duration,
+    pub budget: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            first: Duration::from_millis(200),
+            max: Duration::from_secs(5),
+            budget: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `ClusterApi` over a kube client.
+pub struct KubeClusterApi {
+    api: DynamicApi,
+    force_conflicts: bool,
+    retry: Retry,
+    pub counters: Counters,
+}
+
+impl KubeClusterApi {
+    pub fn new(client: kube::Client, force_conflicts: bool) -> KubeClusterApi {
+        KubeClusterApi {
+            api: DynamicApi::new(client),
+            force_conflicts,
+            retry: Retry::default(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: Retry) -> KubeClusterApi {
+        self.retry = retry;
+        self
+    }
+
+    pub fn dynamic(&self) -> &DynamicApi {
+        &self.api
+    }
+
+    /// Runs `call` until it succeeds, fails for good, or the retry budget is spent.
+    async fn retrying<T, F, Fut>(&self, obj: &Value, write: bool, call: F) -> Result<T, ApiError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, KubeError>>,
+    {
+        let start = std::time::Instant::now();
+        let mut delay = self.retry.first;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            if write {
+                self.counters.writes.fetch_add(1, Ordering::Relaxed);
+            }
+            match call().await {
+                Ok(v) => return Ok(v),
+                Err(e) if is_conflict(&e) => {
+                    return Err(ApiError::Conflict {
+                        object: object_ref(obj),
+                        message: api_message(&e).unwrap_or_default(),
+                    });
+                }
+                Err(e) if !is_transient(&e) => return Err(e.into()),
+                Err(e) if start.elapsed() + delay > self.retry.budget => {
+                    return Err(ApiError::Exhausted {
+                        object: object_ref(obj),
+                        attempts,
+                        waited: start.elapsed(),
+                        last: e,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!("{}: retrying after {delay:?}: {e}", object_ref(obj));
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.retry.max);
+                }
+            }
+        }
+    }
+}
+
+fn kube_source(e: &KubeError) -> Option<&kube::Error> {
+    match e {
+        KubeError::Request { source, .. } | KubeError::UnknownKind { source, .. } => Some(source),
+        _ => None,
+    }
+}
+
+fn api_message(e: &KubeError) -> Option<String> {
+    match kube_source(e)? {
+        kube::Error::Api(status) => Some(status.message.clone()),
+        _ => None,
+    }
+}
+
+fn is_conflict(e: &KubeError) -> bool {
+    matches!(kube_source(e), Some(kube::Error::Api(status)) if status.code == 409)
+}
+
+/// Network failures, throttling and server errors are worth retrying; a refusal is not.
+pub fn is_transient(e: &KubeError) -> bool {
+    match kube_source(e) {
+        Some(kube::Error::Api(status)) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
+        Some(kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::Discovery(_)) => true,
+        Some(_) => false,
+        None => false,
+    }
+}
+
+impl ClusterApi for KubeClusterApi {
+    async fn dry_run(&self, obj: &Value) -> Result<Value, ApiError> {
+        self.retrying(obj, false, || self.api.apply(obj, true, self.force_conflicts))
+            .await
+    }
+
+    async fn apply(&self, obj: &Value) -> Result<Value, ApiError> {
+        self.retrying(obj, true, || self.api.apply(obj, false, self.force_conflicts))
+            .await
+    }
+
+    async fn get(&self, obj: &Value) -> Result<Option<Value>, ApiError> {
+        self.retrying(obj, false, || self.api.get(obj)).await
+    }
+
+    async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        label_selector: Option<&str>,
+    ) -> Result<Vec<Value>, ApiError> {
+        let what = serde_json::json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": "*"}});
+        self.retrying(&what, false, || {
+            self.api.list(api_version, kind, namespace, label_selector)
+        })
+        .await
+    }
+
+    async fn delete(&self, obj: &Value) -> Result<bool, ApiError> {
+        self.retrying(obj, true, || self.api.delete(obj)).await
+    }
+}
