@@ -3,6 +3,7 @@
 //! The pure cores (`model`, `render`) take data and return data; I/O lives at the edges.
 
 pub mod apply;
+pub mod diff;
 pub mod example;
 pub mod kube_client;
 pub mod local;

@@ -8,11 +8,18 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use std::sync::Arc;
+
+use cairn::apply::api::KubeClusterApi;
+use cairn::apply::cluster::ApplyOptions;
+use cairn::apply::fleet;
 use cairn::model::{Diagnostic, RepoSnapshot};
 use cairn::render::{self, output};
 
 /// Exit code when everything is fine.
 const EXIT_OK: u8 = 0;
+/// Exit code of `diff` when something differs.
+const EXIT_DIFFERENT: u8 = 1;
 /// Exit code for invalid input or a failed operation (as `kubectl diff` uses 2).
 const EXIT_ERROR: u8 = 2;
 
@@ -60,6 +67,48 @@ enum Command {
         #[arg(long)]
         out: String,
     },
+    /// Show what `apply` would change, per cluster and stage, as unified YAML diffs.
+    ///
+    /// Every object is dry-run with server-side apply and compared with the live object after
+    /// dropping status and server-managed fields. Secret values are never shown. Exit code 0
+    /// when nothing differs, 1 when something does, 2 on error (as `kubectl diff`).
+    Diff {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Also plan the deletion of objects that left the repository.
+        #[arg(long)]
+        prune: bool,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// Apply the bundles stage by stage, waiting on CAPI's signals and on health between stages.
+    ///
+    /// Bootstrap, then (once the control plane is initialized) the workload stage, then (once the
+    /// machines have rolled out) the add-ons layer by layer. Objects that have not drifted are not
+    /// written. Exit code 2 if any cluster failed; the others carry on.
+    Apply {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Delete objects that left the repository (otherwise they are kept and reported).
+        #[arg(long)]
+        prune: bool,
+        /// Longest wait for any one step, e.g. 90s, 10m.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        timeout: Duration,
+        /// How many clusters to apply at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Take over fields another manager owns instead of failing on the conflict.
+        #[arg(long)]
+        force_conflicts: bool,
+        /// The revision recorded on each Cluster (`cairn.dev/revision`).
+        #[arg(long, default_value = "working-tree")]
+        revision: String,
+    },
     /// A local environment: real API servers and a Cluster API provider simulator.
     #[command(subcommand)]
     Local(LocalCommand),
@@ -106,6 +155,51 @@ enum LocalCommand {
         #[arg(long, default_value_t = 200)]
         machine_delay_ms: u64,
     },
+}
+
+/// Which clusters to talk to.
+#[derive(clap::Args)]
+struct TargetArgs {
+    /// Render and act on only these clusters (repeatable); all by default.
+    #[arg(long = "cluster", value_name = "NAME")]
+    clusters: Vec<String>,
+    /// Kubeconfig of the management cluster (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    async fn management(&self, force_conflicts: bool) -> Result<KubeClusterApi> {
+        let path = self
+            .kubeconfig
+            .clone()
+            .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config")))
+            .context("no kubeconfig: pass --kubeconfig or set KUBECONFIG")?;
+        let yaml = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+        let client = cairn::kube_client::client_from_kubeconfig(&yaml)
+            .await
+            .with_context(|| format!("kubeconfig {}", path.display()))?;
+        Ok(KubeClusterApi::new(client, force_conflicts))
+    }
+}
+
+/// `90s`, `10m`, `1h` or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |i| text.split_at(i));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 90s or 10m"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{text}`: use s, m or h")),
+    };
+    Ok(Duration::from_secs(seconds))
 }
 
 /// Which config repository to read.
@@ -183,6 +277,34 @@ fn run(command: Command) -> Result<u8> {
             clusters,
             out,
         } => render(&repo, &clusters, &out),
+        Command::Diff {
+            repo,
+            target,
+            prune,
+            output,
+        } => tokio::runtime::Runtime::new()?.block_on(diff(&repo, &target, prune, output)),
+        Command::Apply {
+            repo,
+            target,
+            prune,
+            timeout,
+            concurrency,
+            force_conflicts,
+            revision,
+        } => {
+            let opts = ApplyOptions {
+                prune,
+                timeout,
+                revision,
+            };
+            tokio::runtime::Runtime::new()?.block_on(apply(
+                &repo,
+                &target,
+                opts,
+                concurrency,
+                force_conflicts,
+            ))
+        }
         Command::Local(command) => tokio::runtime::Runtime::new()?.block_on(local(command)),
         Command::Schema { out } => write_schemas(&out),
     }
@@ -255,6 +377,94 @@ fn render(repo: &RepoArgs, clusters: &[String], out: &str) -> Result<u8> {
     }
     staging.commit()?;
     Ok(EXIT_OK)
+}
+
+/// Renders the selected clusters; diagnostics are printed, and errors end the command.
+fn rendered_bundles(repo: &RepoArgs, clusters: &[String]) -> Result<Option<Vec<render::Bundle>>> {
+    let rendered = render::render_repo(&repo.snapshot()?, clusters);
+    print_diagnostics(&rendered.diagnostics);
+    Ok((!rendered.has_errors()).then_some(rendered.bundles))
+}
+
+async fn diff(
+    repo: &RepoArgs,
+    target: &TargetArgs,
+    prune: bool,
+    output: OutputFormat,
+) -> Result<u8> {
+    let Some(bundles) = rendered_bundles(repo, &target.clusters)? else {
+        return Ok(EXIT_ERROR);
+    };
+    let mgmt = Arc::new(target.management(false).await?);
+    let outcomes = fleet::diff_fleet(mgmt, bundles, prune, 4).await;
+    let mut plans = Vec::new();
+    let mut failed = false;
+    for outcome in outcomes {
+        match outcome.result {
+            Ok(plan) => plans.push(plan),
+            Err(e) => {
+                failed = true;
+                eprintln!("error: cluster {}: {e}", outcome.cluster);
+            }
+        }
+    }
+    match output {
+        OutputFormat::Text => print!("{}", cairn::diff::text::render_text(&plans)),
+        OutputFormat::Json => println!("{}", cairn::diff::text::render_json(&plans)),
+    }
+    Ok(if failed {
+        EXIT_ERROR
+    } else if plans.iter().any(|p| p.has_changes()) {
+        EXIT_DIFFERENT
+    } else {
+        EXIT_OK
+    })
+}
+
+async fn apply(
+    repo: &RepoArgs,
+    target: &TargetArgs,
+    opts: ApplyOptions,
+    concurrency: usize,
+    force_conflicts: bool,
+) -> Result<u8> {
+    let Some(bundles) = rendered_bundles(repo, &target.clusters)? else {
+        return Ok(EXIT_ERROR);
+    };
+    let mgmt = Arc::new(target.management(force_conflicts).await?);
+    let outcomes = fleet::apply_fleet(mgmt, bundles, opts, concurrency).await;
+    let mut failed = 0;
+    for outcome in &outcomes {
+        match &outcome.result {
+            Ok(report) => {
+                let orphans: Vec<String> = report
+                    .stages
+                    .iter()
+                    .flat_map(|(_, r)| r.orphaned.clone())
+                    .collect();
+                eprintln!(
+                    "cluster {}: Ready ({} written)",
+                    outcome.cluster,
+                    report.written()
+                );
+                if !orphans.is_empty() {
+                    eprintln!(
+                        "  kept objects that left the repository (use --prune to delete): {}",
+                        orphans.join(", ")
+                    );
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("cluster {}: FAILED: {e}", outcome.cluster);
+            }
+        }
+    }
+    eprintln!(
+        "{} cluster(s) applied, {failed} failed",
+        outcomes.len() - failed
+    );
+    Ok(if failed > 0 { EXIT_ERROR } else { EXIT_OK })
 }
 
 /// Where the asset build scripts are: `$CAIRN_TOOLS_DIR`, `./tools`, or the source checkout

@@ -44,7 +44,17 @@ pub trait ClusterApi: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Value>, ApiError>> + Send;
     /// Deletes the object; false when it was already gone.
     fn delete(&self, obj: &Value) -> impl Future<Output = Result<bool, ApiError>> + Send;
+    /// A JSON merge patch under field manager `cairn-phase`, for bookkeeping (phase
+    /// annotations) that server-side apply of the rendered object must not own or remove.
+    fn merge_patch(
+        &self,
+        obj: &Value,
+        patch: &Value,
+    ) -> impl Future<Output = Result<Value, ApiError>> + Send;
 }
+
+/// Field manager of cairn's bookkeeping writes.
+pub const PHASE_MANAGER: &str = "cairn-phase";
 
 /// Request and write counts, for tests and benchmarks.
 #[derive(Debug, Default)]
@@ -162,7 +172,9 @@ fn is_conflict(e: &KubeError) -> bool {
 pub fn is_transient(e: &KubeError) -> bool {
     match kube_source(e) {
         Some(kube::Error::Api(status)) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
-        Some(kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::Discovery(_)) => true,
+        Some(kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::Discovery(_)) => {
+            true
+        }
         Some(_) => false,
         None => false,
     }
@@ -170,13 +182,17 @@ pub fn is_transient(e: &KubeError) -> bool {
 
 impl ClusterApi for KubeClusterApi {
     async fn dry_run(&self, obj: &Value) -> Result<Value, ApiError> {
-        self.retrying(obj, false, || self.api.apply(obj, true, self.force_conflicts))
-            .await
+        self.retrying(obj, false, || {
+            self.api.apply(obj, true, self.force_conflicts)
+        })
+        .await
     }
 
     async fn apply(&self, obj: &Value) -> Result<Value, ApiError> {
-        self.retrying(obj, true, || self.api.apply(obj, false, self.force_conflicts))
-            .await
+        self.retrying(obj, true, || {
+            self.api.apply(obj, false, self.force_conflicts)
+        })
+        .await
     }
 
     async fn get(&self, obj: &Value) -> Result<Option<Value>, ApiError> {
@@ -190,7 +206,8 @@ impl ClusterApi for KubeClusterApi {
         namespace: Option<&str>,
         label_selector: Option<&str>,
     ) -> Result<Vec<Value>, ApiError> {
-        let what = serde_json::json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": "*"}});
+        let what =
+            serde_json::json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": "*"}});
         self.retrying(&what, false, || {
             self.api.list(api_version, kind, namespace, label_selector)
         })
@@ -199,5 +216,12 @@ impl ClusterApi for KubeClusterApi {
 
     async fn delete(&self, obj: &Value) -> Result<bool, ApiError> {
         self.retrying(obj, true, || self.api.delete(obj)).await
+    }
+
+    async fn merge_patch(&self, obj: &Value, patch: &Value) -> Result<Value, ApiError> {
+        self.retrying(obj, true, || {
+            self.api.merge_patch(obj, patch, PHASE_MANAGER)
+        })
+        .await
     }
 }

@@ -1,4 +1,9 @@
 //! I/O: Plan -> Report via a ClusterApi trait over kube; health waits; inventory.
 
 pub mod api;
+pub mod cluster;
+pub mod fleet;
 pub mod health;
+pub mod inventory;
+pub mod stage;
+pub mod wait;

@@ -19,19 +19,29 @@ pub const LAYER_LABEL: &str = "cairn.dev/layer";
 /// Hex digits of the SHA-256 that name a template.
 pub const HASH_LEN: usize = 10;
 
+/// Annotation on the objects of a layer with `wait: false`: dependents do not wait for them.
+pub const NO_WAIT_ANNOTATION: &str = "cairn.dev/wait";
+
 /// Sets a label, creating `metadata.labels` when needed.
 pub fn set_label(obj: &mut Value, key: &str, value: &str) {
+    set_metadata_entry(obj, "labels", key, value);
+}
+
+/// Sets an annotation, creating `metadata.annotations` when needed.
+pub fn set_annotation(obj: &mut Value, key: &str, value: &str) {
+    set_metadata_entry(obj, "annotations", key, value);
+}
+
+fn set_metadata_entry(obj: &mut Value, map: &str, key: &str, value: &str) {
     let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
     };
-    let labels = meta
-        .entry("labels")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !labels.is_object() {
-        *labels = Value::Object(Map::new());
+    let entries = meta.entry(map).or_insert_with(|| Value::Object(Map::new()));
+    if !entries.is_object() {
+        *entries = Value::Object(Map::new());
     }
-    if let Some(labels) = labels.as_object_mut() {
-        labels.insert(key.to_string(), Value::String(value.to_string()));
+    if let Some(entries) = entries.as_object_mut() {
+        entries.insert(key.to_string(), Value::String(value.to_string()));
     }
 }
 

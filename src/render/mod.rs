@@ -18,7 +18,10 @@ use crate::model::snapshot::RepoSnapshot;
 use crate::model::types::{Fleet, StageName};
 use crate::model::validate::{ResolvedCluster, resolve};
 use addons::{ManifestCache, render_layers};
-use finalize::{LAYER_LABEL, apply_patches, hash_templates, label_stage, set_label};
+use finalize::{
+    LAYER_LABEL, NO_WAIT_ANNOTATION, apply_patches, hash_templates, label_stage, set_annotation,
+    set_label,
+};
 use kinds::compare_objects;
 
 /// One stage of a cluster's bundle, objects in apply order.
@@ -57,6 +60,9 @@ pub fn render_cluster(
     for layer in layers {
         for mut obj in layer.objects {
             set_label(&mut obj, LAYER_LABEL, &layer.layer.name);
+            if !layer.layer.wait {
+                set_annotation(&mut obj, NO_WAIT_ANNOTATION, "false");
+            }
             addons.push(obj);
         }
     }
