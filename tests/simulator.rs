@@ -840,3 +840,113 @@ async fn a_pivoted_cluster_is_followed_into_its_own_workload_server() {
     });
     assert!(list(&api, CAPI, "MachineDeployment", ns).await.is_empty());
 }
+
+/// The add-ons of the example's stages, as a workload server gets them: one of each kind.
+fn add_ons(ns: &str) -> Vec<Value> {
+    let template = |app: &str| {
+        json!({
+            "metadata": {"labels": {"app": app}},
+            "spec": {"containers": [{"name": app, "image": "registry.k8s.io/pause:3.10"}]},
+        })
+    };
+    let selector = |app: &str| json!({"matchLabels": {"app": app}});
+    let mut job_template = template("job");
+    job_template["spec"]["restartPolicy"] = "Never".into();
+    vec![
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": ns},
+            "spec": {"replicas": 2, "selector": selector("web"), "template": template("web")},
+        }),
+        json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "node-agent", "namespace": ns},
+            "spec": {"selector": selector("node-agent"), "template": template("node-agent")},
+        }),
+        json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "db", "namespace": ns},
+            "spec": {
+                "replicas": 3, "serviceName": "db",
+                "selector": selector("db"), "template": template("db"),
+            },
+        }),
+        json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "migrate", "namespace": ns},
+            "spec": {"template": job_template},
+        }),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_on_workloads_roll_out_and_deleted_namespaces_go() {
+    use cairn::apply::health::{Health, health};
+    let (root, mgmt, api) = management().await;
+    let (ns, cluster) = ("dev-docker-1", "dev-docker-1");
+    let mut sim = Simulator::new(config(&mgmt, root.path())).await.unwrap();
+    apply_all(&api, &stage(cluster, StageName::Bootstrap)).await;
+    let workload = converge!(
+        sim,
+        "the workload API server of dev-docker-1",
+        workload_with_nodes(&api, ns, cluster, 1).await
+    );
+    let workload_api = DynamicApi::new(workload.clone());
+
+    // Every add-on workload becomes Ready by cairn's health rules.
+    let add_ons = add_ons("add-ons");
+    apply_all(&workload_api, &add_ons).await;
+    let live = converge!(sim, "the add-on workloads", {
+        let mut live = Vec::new();
+        for obj in &add_ons[1..] {
+            let got = workload_api.get(obj).await.unwrap().unwrap();
+            if health(&got) != Health::Ready {
+                return Err(format!("{}: {:?}", str_at(obj, "/kind"), health(&got)));
+            }
+            live.push(got);
+        }
+        Ok(live)
+    });
+    assert_eq!(int_at(&live[0], "/status/availableReplicas"), 2);
+    assert_eq!(
+        int_at(&live[1], "/status/desiredNumberScheduled"),
+        1,
+        "one Node"
+    );
+    assert_eq!(int_at(&live[2], "/status/readyReplicas"), 3);
+    assert_eq!(condition(&live[3], "Complete"), "True");
+    // Converged: no more writes.
+    for _ in 0..3 {
+        assert!(sim.reconcile_once().await.unwrap().is_quiet());
+    }
+    for (before, obj) in live.iter().zip(&add_ons[1..]) {
+        let after = workload_api.get(obj).await.unwrap().unwrap();
+        assert_eq!(
+            str_at(&after, "/metadata/resourceVersion"),
+            str_at(before, "/metadata/resourceVersion"),
+            "{} was written again",
+            str_at(obj, "/kind")
+        );
+    }
+
+    // A deleted Namespace is emptied and goes.
+    let doomed = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}});
+    let config_map = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": "doomed"},
+        "data": {"k": "v"},
+    });
+    apply_all(&workload_api, &[doomed.clone(), config_map.clone()]).await;
+    workload_api.delete(&doomed).await.unwrap();
+    converge!(sim, "the deletion of Namespace doomed", {
+        match workload_api.get(&doomed).await.unwrap() {
+            None => Ok(()),
+            Some(left) => Err(format!(
+                "Namespace doomed is still there: {}",
+                left["status"]
+            )),
+        }
+    });
+    assert!(workload_api.get(&config_map).await.unwrap().is_none());
+}

@@ -168,6 +168,26 @@ fn is_conflict(e: &KubeError) -> bool {
     matches!(kube_source(e), Some(kube::Error::Api(status)) if status.code == 409)
 }
 
+/// The field managers a server-side apply conflict names: `conflict with "kubectl-edit" ...`.
+pub fn conflicting_managers(message: &str) -> Vec<String> {
+    message
+        .split("conflict with \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether `manager` only ever wrote `obj` imperatively (operation `Update`).
+fn is_imperative(obj: &Value, manager: &str) -> bool {
+    let entries: Vec<&Value> = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .map(|m| m.iter().filter(|e| e["manager"] == manager).collect())
+        .unwrap_or_default();
+    !entries.is_empty() && entries.iter().all(|e| e["operation"] == "Update")
+}
+
 /// Network failures, throttling and server errors are worth retrying; a refusal is not.
 pub fn is_transient(e: &KubeError) -> bool {
     match kube_source(e) {
@@ -182,17 +202,34 @@ pub fn is_transient(e: &KubeError) -> bool {
 
 impl ClusterApi for KubeClusterApi {
     async fn dry_run(&self, obj: &Value) -> Result<Value, ApiError> {
-        self.retrying(obj, false, || {
-            self.api.apply(obj, true, self.force_conflicts)
-        })
-        .await
+        // Forced, so the diff shows what apply ends with even where it takes fields over (by
+        // hand edits always; other appliers' fields with --force-conflicts).
+        self.retrying(obj, false, || self.api.apply(obj, true, true))
+            .await
     }
 
     async fn apply(&self, obj: &Value) -> Result<Value, ApiError> {
-        self.retrying(obj, true, || {
-            self.api.apply(obj, false, self.force_conflicts)
-        })
-        .await
+        let first = self
+            .retrying(obj, true, || {
+                self.api.apply(obj, false, self.force_conflicts)
+            })
+            .await;
+        let Err(ApiError::Conflict { message, .. }) = &first else {
+            return first;
+        };
+        // Fields changed by hand (`kubectl edit`, `scale`, `patch`: Update operations) are
+        // drift, and git wins; a conflict with another *applier* is a real disagreement that
+        // only --force-conflicts settles.
+        let live = self.get(obj).await?;
+        let managers = conflicting_managers(message);
+        if live
+            .is_some_and(|l| !managers.is_empty() && managers.iter().all(|m| is_imperative(&l, m)))
+        {
+            return self
+                .retrying(obj, true, || self.api.apply(obj, false, true))
+                .await;
+        }
+        first
     }
 
     async fn get(&self, obj: &Value) -> Result<Option<Value>, ApiError> {
@@ -223,5 +260,29 @@ impl ClusterApi for KubeClusterApi {
             self.api.merge_patch(obj, patch, PHASE_MANAGER)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn conflict_messages_name_their_managers() {
+        let message = r#"Apply failed with 2 conflicts: conflict with "kubectl-edit" using apps/v1: .spec.replicas, conflict with "flux" using apps/v1: .spec.template"#;
+        assert_eq!(conflicting_managers(message), vec!["kubectl-edit", "flux"]);
+        assert!(conflicting_managers("no conflicts here").is_empty());
+    }
+
+    #[test]
+    fn only_update_operations_count_as_imperative() {
+        let obj = json!({"metadata": {"managedFields": [
+            {"manager": "kubectl-edit", "operation": "Update"},
+            {"manager": "flux", "operation": "Apply"},
+        ]}});
+        assert!(is_imperative(&obj, "kubectl-edit"));
+        assert!(!is_imperative(&obj, "flux"));
+        assert!(!is_imperative(&obj, "nobody"));
     }
 }

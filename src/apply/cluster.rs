@@ -289,8 +289,13 @@ pub async fn apply_cluster(
         stage_opts,
     )
     .await?;
+    // Intermediate phases are recorded only when this run changed something: re-applying a
+    // converged cluster must neither write nor make it look as if it were provisioning again.
+    let bootstrap_wrote = r.written + r.deleted > 0;
     report.stages.push((StageName::Bootstrap, r));
-    record_phase(mgmt, bundle, Phase::Provisioning, opts).await?;
+    if bootstrap_wrote {
+        record_phase(mgmt, bundle, Phase::Provisioning, opts).await?;
+    }
 
     let signals = [capi_cluster(name), kubeconfig_secret(name)];
     wait_until(mgmt, &signals, opts.timeout, |live| {
@@ -307,7 +312,9 @@ pub async fn apply_cluster(
         step: "waiting for the control plane",
         source,
     })?;
-    record_phase(mgmt, bundle, Phase::ControlPlaneInitialized, opts).await?;
+    if bootstrap_wrote {
+        record_phase(mgmt, bundle, Phase::ControlPlaneInitialized, opts).await?;
+    }
 
     let workload_objects = stage(bundle, StageName::Workload);
     let r = apply_stage(
@@ -318,8 +325,11 @@ pub async fn apply_cluster(
         stage_opts,
     )
     .await?;
+    let workload_wrote = r.written + r.deleted > 0;
     report.stages.push((StageName::Workload, r));
-    record_phase(mgmt, bundle, Phase::Converging, opts).await?;
+    if workload_wrote {
+        record_phase(mgmt, bundle, Phase::Converging, opts).await?;
+    }
     let rollouts: Vec<Value> = workload_objects
         .iter()
         .filter(|o| {

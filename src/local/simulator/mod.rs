@@ -1,6 +1,7 @@
 //! The provider simulator (DESIGN.md §7): it stands in for Cluster API's controllers (core,
 //! kubeadm bootstrap, kubeadm control plane), the infrastructure providers (CAPD, CAPV, CAPA)
-//! and their cloud, and for kube-controller-manager's garbage collector.
+//! and their cloud, and for kube-controller-manager (garbage collector, namespace controller,
+//! workload controllers) and the kubelets.
 //!
 //! Each pass lists the Clusters in the management server and in every workload server it runs
 //! (so a Cluster is followed after `clusterctl move`-style pivots), and for each one that is not
@@ -10,8 +11,9 @@
 //! or version change, starts a real kube-apiserver for the workload cluster at its first
 //! control-plane machine, registers a Node per machine there, writes every status through the
 //! status subresource, runs the agent when its Deployment appears, and tears it all down when
-//! the Cluster is deleted. Orphans (objects whose owners are gone) are deleted, since there is
-//! no garbage collector.
+//! the Cluster is deleted. Add-on workloads in the workload servers are reported rolled out,
+//! Namespaces being deleted are emptied and finalized, and orphans (objects whose owners are
+//! gone) are deleted, since there is no kube-controller-manager.
 
 mod agent;
 mod cluster;
@@ -25,6 +27,7 @@ mod secrets;
 mod status;
 mod teardown;
 mod workload;
+mod workloads;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -142,6 +145,25 @@ pub enum SimulatorError {
         command: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error("cannot write the rolled-out status of {object}: {source}")]
+    WorkloadStatus {
+        object: String,
+        #[source]
+        source: Box<KubeError>,
+    },
+    #[error("cannot discover the resources {server} serves: {source}")]
+    Discover {
+        server: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("cannot finalize Namespace {namespace} in {server}: {source}")]
+    FinalizeNamespace {
+        namespace: String,
+        server: String,
+        #[source]
+        source: Box<kube::Error>,
     },
     #[error("Cluster {cluster}: {source}")]
     InCluster {
@@ -449,6 +471,22 @@ impl Simulator {
                 tracing::info!(cluster = %key, "the Cluster is gone; stopping its servers");
                 teardown::stop(&mut state, &mut report);
                 self.gc_due = true;
+            }
+        }
+
+        // kube-controller-manager and the kubelets: add-on statuses in the workload servers,
+        // and Namespaces being deleted everywhere.
+        for (i, server) in self.servers().iter().enumerate() {
+            let mut result = Ok(());
+            if i > 0 {
+                result = workloads::reconcile(server).await;
+            }
+            if result.is_ok() {
+                result = workloads::finish_namespaces(server, &mut report).await;
+            }
+            if let Err(e) = result {
+                tracing::warn!("{}: {e}", server.label);
+                report.errors.push(e);
             }
         }
 

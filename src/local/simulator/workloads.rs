@@ -1,0 +1,275 @@
+//! Standing in for kube-controller-manager and the kubelets, for add-ons: in every workload
+//! server, each Deployment, StatefulSet and DaemonSet is reported rolled out for its current
+//! generation and each Job complete (written only when its status says otherwise); in every
+//! server, Namespaces being deleted are emptied and finalized, as the namespace controller does.
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube::discovery::{Discovery, Scope, verbs};
+use serde_json::{Value, json};
+
+use super::agent::{AGENT_DEPLOYMENT, AGENT_NAMESPACE};
+use super::objects::{FIELD_MANAGER, generation, int, is_deleting, name, object_ref, s};
+use super::schema::Server;
+use super::status::{Cond, conditions, is_true, now, set_observed_generation};
+use super::{Report, SimulatorError};
+
+const MESSAGE: &str = "rolled out by the cairn simulator";
+
+/// Writes a rolled-out status to every Deployment, StatefulSet and DaemonSet, and a complete
+/// one to every Job, of `server` whose status does not say so already.
+pub async fn reconcile(server: &Server) -> Result<(), SimulatorError> {
+    let ready_nodes = server
+        .list("v1", "Node", None, None)
+        .await?
+        .iter()
+        .filter(|n| is_true(n, "Ready"))
+        .count() as i64;
+    for kind in ["Deployment", "StatefulSet", "DaemonSet", "Job"] {
+        let api_version = if kind == "Job" { "batch/v1" } else { "apps/v1" };
+        for obj in server.list(api_version, kind, None, None).await? {
+            let desired = match kind {
+                _ if is_deleting(&obj) => None,
+                // The agent's Deployment is reported available by the agent slot, while it runs.
+                "Deployment"
+                    if name(&obj) == AGENT_DEPLOYMENT
+                        && s(&obj, "/metadata/namespace") == AGENT_NAMESPACE =>
+                {
+                    None
+                }
+                "Deployment" => Some(deployment_status(&obj)),
+                "StatefulSet" => Some(statefulset_status(&obj)),
+                "DaemonSet" => Some(daemonset_status(&obj, ready_nodes)),
+                _ => job_status(&obj),
+            };
+            let Some(desired) = desired else { continue };
+            if converged(obj.get("status").unwrap_or(&Value::Null), &desired) {
+                continue;
+            }
+            server
+                .api
+                .patch_status(&obj, &desired, FIELD_MANAGER)
+                .await
+                .map_err(|source| SimulatorError::WorkloadStatus {
+                    object: object_ref(&obj),
+                    source: Box::new(source),
+                })?;
+        }
+    }
+    Ok(())
+}
+
+/// `spec.replicas`, defaulting to 1.
+fn replicas(obj: &Value) -> i64 {
+    int(obj, "/spec/replicas", 1)
+}
+
+fn deployment_status(obj: &Value) -> Value {
+    let n = replicas(obj);
+    let mut status = json!({
+        "replicas": n, "updatedReplicas": n, "readyReplicas": n, "availableReplicas": n,
+        "conditions": conditions(
+            obj.pointer("/status/conditions"),
+            &[
+                Cond::new("Available", true, "MinimumReplicasAvailable").msg(MESSAGE),
+                Cond::new("Progressing", true, "NewReplicaSetAvailable").msg(MESSAGE),
+            ],
+            None,
+        ),
+    });
+    set_observed_generation(&mut status, obj);
+    status
+}
+
+fn statefulset_status(obj: &Value) -> Value {
+    let n = replicas(obj);
+    let revision = format!("{}-{}", name(obj), generation(obj).unwrap_or(0));
+    let mut status = json!({
+        "replicas": n, "readyReplicas": n, "currentReplicas": n, "updatedReplicas": n,
+        "availableReplicas": n, "currentRevision": revision, "updateRevision": revision,
+    });
+    set_observed_generation(&mut status, obj);
+    status
+}
+
+/// One pod per Ready Node (node selectors and taints are not simulated).
+fn daemonset_status(obj: &Value, ready_nodes: i64) -> Value {
+    let n = ready_nodes;
+    let mut status = json!({
+        "desiredNumberScheduled": n, "currentNumberScheduled": n, "numberReady": n,
+        "updatedNumberScheduled": n, "numberAvailable": n, "numberMisscheduled": 0,
+    });
+    set_observed_generation(&mut status, obj);
+    status
+}
+
+/// The status of a Job whose pods all succeeded; `None` for a suspended or complete Job.
+fn job_status(obj: &Value) -> Option<Value> {
+    if is_true(obj, "Complete") || obj.pointer("/spec/suspend") == Some(&Value::Bool(true)) {
+        return None;
+    }
+    let n = int(obj, "/spec/completions", 1);
+    let now = now();
+    let started = obj.pointer("/status/startTime").cloned();
+    let mut status = json!({
+        "startTime": started.unwrap_or_else(|| now.clone().into()),
+        "completionTime": now,
+        "succeeded": n,
+        "active": 0,
+        "ready": 0,
+        "conditions": conditions(
+            obj.pointer("/status/conditions"),
+            &[
+                Cond::new("SuccessCriteriaMet", true, "CompletionsReached").msg(MESSAGE),
+                Cond::new("Complete", true, "CompletionsReached").msg(MESSAGE),
+            ],
+            None,
+        ),
+    });
+    if s(obj, "/spec/completionMode") == "Indexed" && n > 0 {
+        status["completedIndexes"] = match n {
+            1 => "0".into(),
+            _ => format!("0-{}", n - 1).into(),
+        };
+    }
+    Some(status)
+}
+
+/// Whether `current` already says what `desired` does: the same numbers (an absent counter is
+/// 0, as the API server omits zeros), strings, and conditions (by type, status and reason).
+fn converged(current: &Value, desired: &Value) -> bool {
+    let Some(desired) = desired.as_object() else {
+        return true;
+    };
+    desired.iter().all(|(key, want)| {
+        let have = current.get(key);
+        match want {
+            Value::Number(n) => {
+                have.and_then(Value::as_i64).unwrap_or(0) == n.as_i64().unwrap_or(0)
+            }
+            Value::Array(conds) => conds.iter().all(|c| {
+                have.and_then(Value::as_array).is_some_and(|cs| {
+                    cs.iter().any(|h| {
+                        h["type"] == c["type"]
+                            && h["status"] == c["status"]
+                            && h["reason"] == c["reason"]
+                    })
+                })
+            }),
+            other => have == Some(other),
+        }
+    })
+}
+
+/// Finishes the Namespaces being deleted in `server`: deletes every object in them, and once
+/// none is left, removes the `kubernetes` finalizer so that the Namespace goes.
+pub async fn finish_namespaces(server: &Server, report: &mut Report) -> Result<(), SimulatorError> {
+    let deleting: Vec<Value> = server
+        .list("v1", "Namespace", None, None)
+        .await?
+        .into_iter()
+        .filter(is_deleting)
+        .collect();
+    if deleting.is_empty() {
+        return Ok(());
+    }
+    let discovery = Discovery::new(server.api.client().clone())
+        .run()
+        .await
+        .map_err(|source| SimulatorError::Discover {
+            server: server.label.clone(),
+            source: Box::new(source),
+        })?;
+    let resources: Vec<(String, String)> = discovery
+        .groups()
+        .flat_map(|g| g.recommended_resources())
+        .filter(|(_, caps)| {
+            caps.scope == Scope::Namespaced
+                && caps.supports_operation(verbs::LIST)
+                && caps.supports_operation(verbs::DELETE)
+        })
+        .map(|(ar, _)| (ar.api_version, ar.kind))
+        .collect();
+    for namespace in deleting {
+        let mut left = 0;
+        for (api_version, kind) in &resources {
+            for obj in server
+                .list(api_version, kind, Some(name(&namespace)), None)
+                .await?
+            {
+                left += 1;
+                if !is_deleting(&obj)
+                    && server
+                        .delete(&obj, "delete an object of a deleted Namespace")
+                        .await?
+                {
+                    report.deleted.push(object_ref(&obj));
+                }
+            }
+        }
+        if left == 0 {
+            finalize(server, &namespace).await?;
+            report.deleted.push(object_ref(&namespace));
+        }
+    }
+    Ok(())
+}
+
+/// Removes the `kubernetes` finalizer from `spec.finalizers` (the `finalize` subresource).
+async fn finalize(server: &Server, namespace: &Value) -> Result<(), SimulatorError> {
+    let finalizers = namespace
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if !finalizers.iter().any(|f| f == "kubernetes") {
+        return Ok(());
+    }
+    let mut body = namespace.clone();
+    body["spec"]["finalizers"] = finalizers
+        .into_iter()
+        .filter(|f| f != "kubernetes")
+        .collect();
+    Api::<Namespace>::all(server.api.client().clone())
+        .replace_subresource("finalize", name(namespace), &PostParams::default(), &body)
+        .await
+        .map_err(|source| SimulatorError::FinalizeNamespace {
+            namespace: name(namespace).to_string(),
+            server: server.label.clone(),
+            source: Box::new(source),
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rolled_out_status_is_healthy_and_then_converged() {
+        use crate::apply::health::{Health, health};
+        let mut deploy = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d", "namespace": "n", "generation": 3},
+            "spec": {"replicas": 2},
+        });
+        assert!(!converged(&Value::Null, &deployment_status(&deploy)));
+        deploy["status"] = deployment_status(&deploy);
+        assert_eq!(health(&deploy), Health::Ready);
+        assert!(converged(&deploy["status"], &deployment_status(&deploy)));
+        deploy["metadata"]["generation"] = 4.into();
+        assert!(!converged(&deploy["status"], &deployment_status(&deploy)));
+
+        let mut ds = json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "d", "namespace": "n", "generation": 1},
+        });
+        // The API server omits zero counters: they still count as converged.
+        assert!(converged(
+            &json!({"observedGeneration": 1}),
+            &daemonset_status(&ds, 0)
+        ));
+        ds["status"] = daemonset_status(&ds, 3);
+        assert_eq!(health(&ds), Health::Ready);
+    }
+}
