@@ -35,7 +35,12 @@ const EXIT_ERROR: u8 = 2;
 )]
 struct Cli {
     /// Log filter, e.g. `info` or `cairn=debug` (logs go to stderr).
-    #[arg(long, global = true, env = "CAIRN_LOG", default_value = "warn")]
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_LOG",
+        default_value = "warn,cairn=info"
+    )]
     log: String,
     #[command(subcommand)]
     command: Command,

@@ -221,6 +221,17 @@ fn addon_groups(objects: &[Value]) -> Vec<Group> {
     groups.into_iter().map(|(_, g)| g).collect()
 }
 
+fn log_stage(cluster: &str, stage: StageName, r: &StageReport) {
+    tracing::info!(
+        "cluster {cluster}: {} stage applied: {} written, {} unchanged, {} pruned, {} kept",
+        stage.as_str(),
+        r.written,
+        r.unchanged,
+        r.deleted,
+        r.orphaned.len()
+    );
+}
+
 fn one_group(objects: &[Value]) -> Vec<Group> {
     vec![Group {
         objects: objects.to_vec(),
@@ -292,6 +303,7 @@ pub async fn apply_cluster(
     // Intermediate phases are recorded only when this run changed something: re-applying a
     // converged cluster must neither write nor make it look as if it were provisioning again.
     let bootstrap_wrote = r.written + r.deleted > 0;
+    log_stage(name, StageName::Bootstrap, &r);
     report.stages.push((StageName::Bootstrap, r));
     if bootstrap_wrote {
         record_phase(mgmt, bundle, Phase::Provisioning, opts).await?;
@@ -312,6 +324,7 @@ pub async fn apply_cluster(
         step: "waiting for the control plane",
         source,
     })?;
+    tracing::info!("cluster {name}: control plane initialized");
     if bootstrap_wrote {
         record_phase(mgmt, bundle, Phase::ControlPlaneInitialized, opts).await?;
     }
@@ -326,6 +339,7 @@ pub async fn apply_cluster(
     )
     .await?;
     let workload_wrote = r.written + r.deleted > 0;
+    log_stage(name, StageName::Workload, &r);
     report.stages.push((StageName::Workload, r));
     if workload_wrote {
         record_phase(mgmt, bundle, Phase::Converging, opts).await?;
@@ -362,6 +376,7 @@ pub async fn apply_cluster(
         stage_opts,
     )
     .await?;
+    log_stage(name, StageName::Addons, &r);
     report.stages.push((StageName::Addons, r));
     record_phase(mgmt, bundle, Phase::Ready, opts).await?;
     Ok(report)
