@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::api::{ApiError, ClusterApi};
+use super::api::{ApiError, ClusterApi, is_transient};
 use super::health::{Health, health};
 use crate::render::kinds::object_ref;
 
@@ -20,6 +20,16 @@ pub enum WaitError {
     Api(#[from] ApiError),
 }
 
+/// A failure that retrying may cure: a transient one, or transient ones until the retry budget
+/// of a single request was spent.
+fn is_transient_api(e: &ApiError) -> bool {
+    match e {
+        ApiError::Kube(e) => is_transient(e),
+        ApiError::Exhausted { .. } => true,
+        ApiError::Conflict { .. } => false,
+    }
+}
+
 const POLL: Duration = Duration::from_millis(250);
 
 /// Polls until every object is Ready; `Failed` objects keep being polled (they may recover) and
@@ -29,7 +39,7 @@ pub async fn wait_healthy(
     objects: &[Value],
     timeout: Duration,
 ) -> Result<(), WaitError> {
-    wait_until(api, objects, timeout, |live| health(live)).await
+    wait_until(api, objects, timeout, health).await
 }
 
 /// Polls until `check` says Ready for every object (absent objects are not ready).
@@ -46,7 +56,16 @@ where
     loop {
         let mut unready = Vec::new();
         for obj in objects {
-            match api.get(obj).await? {
+            let live = match api.get(obj).await {
+                Ok(live) => live,
+                // The server is restarting or overloaded: not ready yet, within the timeout.
+                Err(e) if is_transient_api(&e) => {
+                    unready.push(format!("{}: cannot be read: {e}", object_ref(obj)));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match live {
                 None => unready.push(format!("{}: does not exist", object_ref(obj))),
                 Some(live) => match check(&live) {
                     Health::Ready => {}
@@ -67,5 +86,110 @@ where
             });
         }
         tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::kube_client::KubeError;
+
+    /// Unreachable (its retry budget spent) for the first `down` reads, then Ready.
+    struct Flaky {
+        down: u32,
+        reads: AtomicU32,
+        fatal: bool,
+    }
+
+    impl Flaky {
+        fn error(&self) -> ApiError {
+            if self.fatal {
+                return ApiError::Kube(KubeError::Malformed {
+                    object: "ConfigMap/x".into(),
+                });
+            }
+            ApiError::Exhausted {
+                object: "ConfigMap/x".into(),
+                attempts: 3,
+                waited: Duration::ZERO,
+                last: KubeError::Timeout {
+                    waited: Duration::ZERO,
+                    pending: "the server".into(),
+                },
+            }
+        }
+    }
+
+    impl ClusterApi for Flaky {
+        async fn dry_run(&self, _: &Value) -> Result<Value, ApiError> {
+            unreachable!()
+        }
+        async fn apply(&self, _: &Value) -> Result<Value, ApiError> {
+            unreachable!()
+        }
+        async fn get(&self, obj: &Value) -> Result<Option<Value>, ApiError> {
+            if self.reads.fetch_add(1, Ordering::Relaxed) < self.down {
+                return Err(self.error());
+            }
+            Ok(Some(obj.clone()))
+        }
+        async fn list(
+            &self,
+            _: &str,
+            _: &str,
+            _: Option<&str>,
+            _: Option<&str>,
+        ) -> Result<Vec<Value>, ApiError> {
+            unreachable!()
+        }
+        async fn delete(&self, _: &Value) -> Result<bool, ApiError> {
+            unreachable!()
+        }
+        async fn merge_patch(&self, _: &Value, _: &Value) -> Result<Value, ApiError> {
+            unreachable!()
+        }
+    }
+
+    fn config_map() -> Vec<Value> {
+        vec![json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})]
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_not_ready_yet_within_the_timeout() {
+        let api = Flaky {
+            down: 2,
+            reads: AtomicU32::new(0),
+            fatal: false,
+        };
+        wait_healthy(&api, &config_map(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(api.reads.load(Ordering::Relaxed), 3);
+
+        let api = Flaky {
+            down: u32::MAX,
+            reads: AtomicU32::new(0),
+            fatal: false,
+        };
+        let err = wait_healthy(&api, &config_map(), Duration::ZERO)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ConfigMap/x: cannot be read"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_ends_the_wait() {
+        let api = Flaky {
+            down: u32::MAX,
+            reads: AtomicU32::new(0),
+            fatal: true,
+        };
+        let err = wait_healthy(&api, &config_map(), Duration::from_secs(60)).await;
+        assert!(matches!(err, Err(WaitError::Api(_))), "{err:?}");
     }
 }

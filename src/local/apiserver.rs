@@ -84,6 +84,11 @@ pub struct ApiServer {
     pub kubeconfig: String,
     etcd: Option<Child>,
     apiserver: Option<Child>,
+    /// How kube-apiserver was started, so [`ApiServer::restart_apiserver`] can start it again.
+    kube_apiserver: PathBuf,
+    api_args: Vec<String>,
+    detach: bool,
+    ready_timeout: Duration,
 }
 
 fn free_port() -> Result<u16, ApiServerError> {
@@ -172,6 +177,10 @@ impl ApiServer {
             kubeconfig: String::new(),
             etcd: Some(spawn(&assets.etcd, &etcd_args, &etcd_log, opts.detach)?),
             apiserver: None,
+            kube_apiserver: assets.kube_apiserver.clone(),
+            api_args: Vec::new(),
+            detach: opts.detach,
+            ready_timeout: opts.ready_timeout,
         };
         let p = |path: &Path| path.display().to_string();
         let api_args = vec![
@@ -198,6 +207,7 @@ impl ApiServer {
             &api_log,
             opts.detach,
         )?);
+        server.api_args = api_args;
         server.kubeconfig = kubeconfig_yaml(&opts.name, port, &pki);
         std::fs::write(&server.kubeconfig_path, &server.kubeconfig)
             .map_err(io_err(&server.kubeconfig_path))?;
@@ -228,6 +238,38 @@ impl ApiServer {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Kills kube-apiserver and starts it again with the same flags, port, certificates and etcd
+    /// (as a control-plane restart does), then waits until it is ready.
+    pub async fn restart_apiserver(&mut self) -> Result<(), ApiServerError> {
+        self.stop_apiserver();
+        self.start_apiserver().await
+    }
+
+    /// Kills kube-apiserver (etcd keeps running) and waits for it to exit.
+    pub fn stop_apiserver(&mut self) {
+        if let Some(mut child) = self.apiserver.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts kube-apiserver again as it was first started, unless it runs, and waits until it
+    /// is ready. The previous log is kept as `kube-apiserver.previous.log`.
+    pub async fn start_apiserver(&mut self) -> Result<(), ApiServerError> {
+        if self.apiserver.is_none() {
+            let log = self.dir.join("kube-apiserver.log");
+            let previous = self.dir.join("kube-apiserver.previous.log");
+            std::fs::rename(&log, &previous).map_err(io_err(&log))?;
+            self.apiserver = Some(spawn(
+                &self.kube_apiserver,
+                &self.api_args,
+                &log,
+                self.detach,
+            )?);
+        }
+        self.wait_ready(self.ready_timeout).await
     }
 
     fn check_alive(&mut self) -> Result<(), ApiServerError> {
