@@ -32,14 +32,34 @@ pub enum StageError {
 /// What the server says about each desired object. A dry-run that cannot run because what it
 /// needs does not exist yet (its namespace, its CRD) stands in as "create as rendered".
 pub async fn observe(api: &impl ClusterApi, objects: &[Value]) -> Result<Vec<Observed>, ApiError> {
+    observe_with(api, objects, |_| false).await
+}
+
+/// [`observe`], except that objects for which `create_only` holds are only read: applying
+/// leaves one that exists as it is, so its live object stands in for the dry-run (it plans as
+/// unchanged) and the dry-run, the costliest request, is spared. The others are read and
+/// dry-run at once, one object after another.
+pub async fn observe_with(
+    api: &impl ClusterApi,
+    objects: &[Value],
+    create_only: impl Fn(&Value) -> bool,
+) -> Result<Vec<Observed>, ApiError> {
     let mut observed = Vec::with_capacity(objects.len());
     for obj in objects {
-        let live = match api.get(obj).await {
+        let (live, dry_run) = if create_only(obj) {
+            match api.get(obj).await {
+                Ok(Some(live)) => (Ok(Some(live.clone())), Ok(live)),
+                live => (live, api.dry_run(obj).await),
+            }
+        } else {
+            tokio::join!(api.get(obj), api.dry_run(obj))
+        };
+        let live = match live {
             Ok(live) => live,
             Err(e) if not_there_yet(&e) => None,
             Err(e) => return Err(e),
         };
-        let dry_run = match api.dry_run(obj).await {
+        let dry_run = match dry_run {
             Ok(v) => Some(v),
             Err(e) if live.is_none() && not_there_yet(&e) => None,
             Err(e) => return Err(e),
@@ -66,7 +86,7 @@ fn not_there_yet(e: &ApiError) -> bool {
 }
 
 /// Plans one stage against the cluster (no writes). Objects in `create_only` that exist are
-/// unchanged whatever their content: another stage owns them.
+/// unchanged whatever their content (another stage owns them), and are not dry-run.
 pub async fn plan(
     api: &impl ClusterApi,
     cluster: &str,
@@ -75,17 +95,10 @@ pub async fn plan(
     create_only: &[ObjectKey],
     prune: bool,
 ) -> Result<Vec<ObjectChange>, ApiError> {
-    let observed = observe(api, objects).await?;
+    let observed = observe_with(api, objects, |o| create_only.contains(&ObjectKey::of(o))).await?;
     let recorded = inventory::read(api, cluster, stage).await?;
     let keys: Vec<ObjectKey> = recorded.iter().map(Entry::key).collect();
-    let mut changes = plan_stage(stage, &observed, &keys, prune);
-    for change in &mut changes {
-        if change.action == Action::Update && create_only.contains(&change.key) {
-            change.action = Action::Unchanged;
-            change.diff = None;
-        }
-    }
-    Ok(changes)
+    Ok(plan_stage(stage, &observed, &keys, prune))
 }
 
 /// What applying a stage did.
@@ -149,7 +162,9 @@ pub async fn apply_stage(
             group.objects.iter().partition(|o| first_class(o));
         for part in [first, rest] {
             let part: Vec<Value> = part.into_iter().cloned().collect();
-            let observed = observe(api, &part).await.map_err(api_err)?;
+            let observed = observe_with(api, &part, |_| group.create_only)
+                .await
+                .map_err(api_err)?;
             let changes = plan_stage(stage, &observed, &[], false);
             let mut written = Vec::new();
             for (obj, change) in part.iter().zip(&changes) {
