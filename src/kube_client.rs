@@ -27,7 +27,7 @@ pub enum KubeError {
         #[source]
         source: kube::Error,
     },
-    #[error("{object}: {verb} failed: {source}")]
+    #[error("{object}: {verb} failed: {}", describe(.source))]
     Request {
         object: String,
         verb: &'static str,
@@ -89,6 +89,25 @@ fn all_of_kind(kind: &str, namespace: Option<&str>) -> String {
     match namespace {
         Some(ns) => format!("{kind}/{ns}/*"),
         None => format!("{kind}/*"),
+    }
+}
+
+/// A kube error as one sentence: the server's own message for refusals (kube's Display adds a
+/// debug dump of the whole Status), the error chain otherwise.
+pub fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => {
+            format!("{} ({} {})", status.message, status.code, status.reason)
+        }
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 

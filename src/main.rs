@@ -414,6 +414,7 @@ async fn diff(
         }
     }
     match output {
+        OutputFormat::Text if plans.is_empty() => {}
         OutputFormat::Text => print!("{}", cairn::diff::text::render_text(&plans)),
         OutputFormat::Json => println!("{}", cairn::diff::text::render_json(&plans)),
     }

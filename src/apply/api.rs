@@ -132,6 +132,9 @@ impl KubeClusterApi {
                     });
                 }
                 Err(e) if !is_transient(&e) => return Err(e.into()),
+                // A 500 is often a refusal in disguise (say, undecodable Secret data): retry
+                // it a little, not for the whole budget.
+                Err(e) if is_internal_error(&e) && attempts >= 3 => return Err(e.into()),
                 Err(e) if start.elapsed() + delay > self.retry.budget => {
                     return Err(ApiError::Exhausted {
                         object: object_ref(obj),
@@ -186,6 +189,10 @@ fn is_imperative(obj: &Value, manager: &str) -> bool {
         .map(|m| m.iter().filter(|e| e["manager"] == manager).collect())
         .unwrap_or_default();
     !entries.is_empty() && entries.iter().all(|e| e["operation"] == "Update")
+}
+
+fn is_internal_error(e: &KubeError) -> bool {
+    matches!(kube_source(e), Some(kube::Error::Api(status)) if status.code == 500)
 }
 
 /// Network failures, throttling and server errors are worth retrying; a refusal is not.
