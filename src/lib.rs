@@ -9,3 +9,4 @@ pub mod kube_client;
 pub mod local;
 pub mod model;
 pub mod render;
+pub mod synth;

@@ -3,7 +3,9 @@
 //!
 //! Many clusters share profiles and most share variable values, so a manifest is substituted
 //! and parsed once per distinct set of the values it refers to (`ManifestCache`); that is what
-//! keeps a 10,000-cluster render fast.
+//! keeps a 10,000-cluster render fast. Manifests that name the cluster (`${CLUSTER_NAME}`) are
+//! parsed for each cluster and not cached: no other cluster could use them, and keeping them
+//! took 500 MiB at 10,000 clusters (BENCHMARKS.md).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -31,6 +33,10 @@ pub struct ManifestDoc {
 }
 
 type Parsed = Arc<Result<Vec<ManifestDoc>, Vec<Diagnostic>>>;
+
+/// Built-in variables whose value differs for every cluster (cluster names are unique).
+const UNIQUE_PER_CLUSTER: &[&str] = &["CLUSTER_NAME", "CLUSTER_NAMESPACE"];
+
 /// The files a layer's globs expand to.
 type LayerFiles = Arc<Result<Vec<String>, Vec<Diagnostic>>>;
 /// apiVersion group, kind, namespace and name of an object.
@@ -99,6 +105,14 @@ impl ManifestCache {
 
     fn parse(&self, source: &TextSource, vars: &BTreeMap<String, String>) -> Parsed {
         let names = self.references(source);
+        if names
+            .iter()
+            .any(|n| UNIQUE_PER_CLUSTER.contains(&n.as_str()))
+        {
+            // No other cluster can use this parse; caching it would only keep every cluster's
+            // copy in memory until the render ends (about 50 KB a cluster at 10,000 clusters).
+            return Arc::new(substitute_and_parse(source, vars));
+        }
         let values: Vec<String> = names
             .iter()
             .map(|n| vars.get(n).cloned().unwrap_or_else(|| "\u{0}unset".into()))
