@@ -4,16 +4,12 @@
 mod env;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use cairn::apply::api::{ClusterApi, KubeClusterApi};
+use cairn::apply::api::ClusterApi;
 use cairn::apply::cluster::{ApplyOptions, apply_cluster, diff_cluster, workload_api};
 use cairn::diff::plan::{Action, Plan};
-use cairn::kube_client::install_crds;
-use cairn::local::ApiServer;
-use cairn::local::simulator::{SimulatorConfig, run};
 use cairn::model::RepoSnapshot;
 use cairn::model::types::StageName;
 use cairn::render::{Bundle, render_repo};
@@ -92,23 +88,9 @@ fn kubectl_diff(kubeconfig: &Path, file: &Path) -> (i32, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_goes_from_nothing_to_ready_stays_converged_and_is_corrected() {
     let root = tempfile::tempdir().unwrap();
-    let mgmt_server: ApiServer = env::start("mgmt", root.path()).await;
-    let mgmt = Arc::new(KubeClusterApi::new(
-        mgmt_server.client().await.unwrap(),
-        false,
-    ));
-    install_crds(mgmt.dynamic(), &env::crds(), Duration::from_secs(60))
-        .await
-        .unwrap();
-    let mut config = SimulatorConfig::new(
-        mgmt_server.kubeconfig.clone(),
-        root.path().join("clusters"),
-        env::assets(),
-    );
-    config.machine_delay = Duration::from_millis(50);
-    config.poll_interval = Duration::from_millis(200);
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let simulator = tokio::spawn(run(config, shutdown));
+    let management = env::Management::start(root.path(), Duration::from_millis(50)).await;
+    let mgmt = management.api.clone();
+    let mgmt_server = &management.server;
 
     // 1. From nothing to Ready.
     let bundle = bundle_of(&cairn::example::example_snapshot());
@@ -260,6 +242,5 @@ async fn a_cluster_goes_from_nothing_to_ready_stays_converged_and_is_corrected()
         );
     }
 
-    stop.send(true).unwrap();
-    simulator.await.unwrap().unwrap();
+    management.stop().await;
 }

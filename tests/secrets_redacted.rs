@@ -13,15 +13,12 @@ mod env;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use cairn::apply::api::{ClusterApi, KubeClusterApi};
 use cairn::apply::cluster::workload_api;
-use cairn::kube_client::install_crds;
-use cairn::local::simulator::{SimulatorConfig, run};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -177,23 +174,9 @@ async fn live_token(workload: &KubeClusterApi) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_secret_value_never_appears_in_any_output() {
     let root = tempfile::tempdir().unwrap();
-    let mgmt_server = env::start("mgmt", root.path()).await;
-    let mgmt = Arc::new(KubeClusterApi::new(
-        mgmt_server.client().await.unwrap(),
-        false,
-    ));
-    install_crds(mgmt.dynamic(), &env::crds(), Duration::from_secs(60))
-        .await
-        .unwrap();
-    let mut config = SimulatorConfig::new(
-        mgmt_server.kubeconfig.clone(),
-        root.path().join("clusters"),
-        env::assets(),
-    );
-    config.machine_delay = Duration::from_millis(50);
-    config.poll_interval = Duration::from_millis(200);
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let simulator = tokio::spawn(run(config, shutdown));
+    let management = env::Management::start(root.path(), Duration::from_millis(50)).await;
+    let mgmt = management.api.clone();
+    let mgmt_server = &management.server;
 
     let first = canary("first");
     let second = canary("second");
@@ -314,6 +297,5 @@ async fn a_canary_secret_value_never_appears_in_any_output() {
         Some(second.as_str())
     );
 
-    stop.send(true).unwrap();
-    simulator.await.unwrap().unwrap();
+    management.stop().await;
 }

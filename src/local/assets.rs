@@ -5,7 +5,6 @@
 //! them from the Go module proxy with `tools/build-assets.sh`, which caches by version.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
@@ -19,14 +18,8 @@ pub enum AssetError {
     },
     #[error("{path} does not exist or is not executable (from {source_var})")]
     NotExecutable { path: PathBuf, source_var: String },
-    #[error("tools/build-assets.sh failed (exit {code:?}); its log is above")]
-    BuildFailed { code: Option<i32> },
-    #[error("cannot run {script}: {source}")]
-    Spawn {
-        script: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Build(#[from] super::tools::ToolsError),
 }
 
 #[derive(Clone, Debug)]
@@ -77,22 +70,8 @@ impl Assets {
         if let Ok(assets) = Self::from_env() {
             return Ok(assets);
         }
-        let script = tools_dir.join("build-assets.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .map_err(|source| AssetError::Spawn {
-                script: script.clone(),
-                source,
-            })?;
-        if !output.status.success() {
-            return Err(AssetError::BuildFailed {
-                code: output.status.code(),
-            });
-        }
-        let dir = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        Self::resolve(Some(Path::new(&dir)))
+        let dir = super::tools::cached_dir(tools_dir, "build-assets.sh")?;
+        Self::resolve(Some(&dir))
     }
 }
 

@@ -1,7 +1,6 @@
 //! The Cluster API and provider CRDs, as `tools/fetch-crds.sh` fetches and labels them.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -20,14 +19,8 @@ pub enum CrdError {
         #[source]
         source: serde_yaml::Error,
     },
-    #[error("tools/fetch-crds.sh failed (exit {code:?}); its log is above")]
-    FetchFailed { code: Option<i32> },
-    #[error("cannot run {script}: {source}")]
-    Spawn {
-        script: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Fetch(#[from] super::tools::ToolsError),
 }
 
 /// The directory of fetched CRDs: `$CAIRN_CRDS`, or the cache that `tools/fetch-crds.sh` fills
@@ -36,23 +29,7 @@ pub fn crd_dir(tools_dir: &Path) -> Result<PathBuf, CrdError> {
     if let Some(dir) = std::env::var_os("CAIRN_CRDS") {
         return Ok(PathBuf::from(dir));
     }
-    let script = tools_dir.join("fetch-crds.sh");
-    let output = Command::new("bash")
-        .arg(&script)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|source| CrdError::Spawn {
-            script: script.clone(),
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(CrdError::FetchFailed {
-            code: output.status.code(),
-        });
-    }
-    Ok(PathBuf::from(
-        String::from_utf8_lossy(&output.stdout).trim(),
-    ))
+    Ok(super::tools::cached_dir(tools_dir, "fetch-crds.sh")?)
 }
 
 /// Every CRD in `dir/all.yaml`.

@@ -25,3 +25,47 @@ pub async fn start(name: &str, dir: &Path) -> ApiServer {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// A management API server with the CAPI CRDs installed and the provider simulator running in
+/// the background (machines take `machine_delay`). Stop the simulator with `stop`.
+pub struct Management {
+    pub server: ApiServer,
+    pub api: std::sync::Arc<cairn::apply::api::KubeClusterApi>,
+    stop: tokio::sync::watch::Sender<bool>,
+    simulator: tokio::task::JoinHandle<Result<(), cairn::local::simulator::SimulatorError>>,
+}
+
+impl Management {
+    pub async fn start(root: &Path, machine_delay: std::time::Duration) -> Management {
+        use std::time::Duration;
+        let server = start("mgmt", root).await;
+        let api = std::sync::Arc::new(cairn::apply::api::KubeClusterApi::new(
+            server.client().await.unwrap(),
+            false,
+        ));
+        cairn::kube_client::install_crds(api.dynamic(), &crds(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let mut config = cairn::local::simulator::SimulatorConfig::new(
+            server.kubeconfig.clone(),
+            root.join("clusters"),
+            assets(),
+        );
+        config.machine_delay = machine_delay;
+        config.poll_interval = Duration::from_millis(200);
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let simulator = tokio::spawn(cairn::local::simulator::run(config, shutdown));
+        Management {
+            server,
+            api,
+            stop,
+            simulator,
+        }
+    }
+
+    /// Stops the simulator and checks it ended cleanly.
+    pub async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.simulator.await.unwrap().unwrap();
+    }
+}
