@@ -1,6 +1,6 @@
 //! The `cairn` command line: parsing, logging and exit codes. The only place that exits.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -297,11 +297,7 @@ fn run(command: Command) -> Result<u8> {
             force_conflicts,
             revision,
         } => {
-            let opts = ApplyOptions {
-                prune,
-                timeout,
-                revision,
-            };
+            let opts = ApplyOptions::new(prune, timeout, revision);
             tokio::runtime::Runtime::new()?.block_on(apply(
                 &repo,
                 &target,
@@ -438,7 +434,15 @@ async fn apply(
         return Ok(EXIT_ERROR);
     };
     let mgmt = Arc::new(target.management(force_conflicts).await?);
+    let spinners = std::io::stderr().is_terminal().then(Spinners::default);
+    let mut opts = opts;
+    if let Some(spinners) = &spinners {
+        opts.progress = spinners.progress();
+    }
     let outcomes = fleet::apply_fleet(mgmt, bundles, opts, concurrency).await;
+    if let Some(spinners) = spinners {
+        spinners.finish();
+    }
     let mut failed = 0;
     for outcome in &outcomes {
         match &outcome.result {
@@ -471,6 +475,41 @@ async fn apply(
         outcomes.len() - failed
     );
     Ok(if failed > 0 { EXIT_ERROR } else { EXIT_OK })
+}
+
+/// One spinner per cluster on a terminal, showing the step it is at.
+#[derive(Clone, Default)]
+struct Spinners {
+    multi: indicatif::MultiProgress,
+    bars: Arc<std::sync::Mutex<std::collections::BTreeMap<String, indicatif::ProgressBar>>>,
+}
+
+impl Spinners {
+    fn progress(&self) -> cairn::apply::progress::Progress {
+        let spinners = self.clone();
+        Arc::new(move |cluster, step| {
+            let mut bars = spinners.bars.lock().unwrap_or_else(|e| e.into_inner());
+            let bar = bars.entry(cluster.to_string()).or_insert_with(|| {
+                let bar = spinners.multi.add(indicatif::ProgressBar::new_spinner());
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} {prefix:.bold} {wide_msg} {elapsed}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                bar.set_prefix(cluster.to_string());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bar
+            });
+            bar.set_message(step.to_string());
+        })
+    }
+
+    fn finish(self) {
+        for bar in self.bars.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// Where the asset build scripts are: `$CAIRN_TOOLS_DIR`, `./tools`, or the source checkout

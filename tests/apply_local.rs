@@ -18,11 +18,7 @@ use serde_json::{Value, json};
 const CLUSTER: &str = "dev-docker-1";
 
 fn opts(prune: bool) -> ApplyOptions {
-    ApplyOptions {
-        prune,
-        timeout: Duration::from_secs(120),
-        revision: "test".into(),
-    }
+    ApplyOptions::new(prune, Duration::from_secs(120), "test")
 }
 
 fn bundle_of(snapshot: &RepoSnapshot) -> Bundle {

@@ -360,11 +360,7 @@ async fn an_apply_killed_midway_converges_on_the_next_run() {
 async fn an_apply_survives_an_api_server_restart() {
     let mut mgmt = Mgmt::start().await;
     let bundle = bundle();
-    let opts = ApplyOptions {
-        prune: false,
-        timeout: Duration::from_secs(120),
-        revision: "restarted".into(),
-    };
+    let opts = ApplyOptions::new(false, Duration::from_secs(120), "restarted");
     let apply = {
         let (api, bundle, opts) = (mgmt.api.clone(), bundle.clone(), opts.clone());
         tokio::spawn(async move { apply_cluster(&api, &bundle, &opts).await })

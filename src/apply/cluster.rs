@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::api::{ApiError, ClusterApi, KubeClusterApi};
 use super::health::{Health, control_plane_initialized};
+use super::progress::Progress;
 use super::stage::{self, Group, StageError, StageOptions, StageReport, apply_stage};
 use super::wait::{WaitError, wait_healthy, wait_until};
 use crate::diff::key::ObjectKey;
@@ -69,12 +70,36 @@ impl Phase {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ApplyOptions {
     pub prune: bool,
     pub timeout: Duration,
     /// The git revision being applied, recorded on the Cluster.
     pub revision: String,
+    /// Where each step is reported.
+    pub progress: Progress,
+}
+
+impl ApplyOptions {
+    /// Options that report progress as log lines.
+    pub fn new(prune: bool, timeout: Duration, revision: impl Into<String>) -> ApplyOptions {
+        ApplyOptions {
+            prune,
+            timeout,
+            revision: revision.into(),
+            progress: super::progress::log_lines(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ApplyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyOptions")
+            .field("prune", &self.prune)
+            .field("timeout", &self.timeout)
+            .field("revision", &self.revision)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What applying one cluster did.
@@ -221,15 +246,16 @@ fn addon_groups(objects: &[Value]) -> Vec<Group> {
     groups.into_iter().map(|(_, g)| g).collect()
 }
 
-fn log_stage(cluster: &str, stage: StageName, r: &StageReport) {
-    tracing::info!(
-        "cluster {cluster}: {} stage applied: {} written, {} unchanged, {} pruned, {} kept",
+fn report_stage(opts: &ApplyOptions, cluster: &str, stage: StageName, r: &StageReport) {
+    let step = format!(
+        "{} stage applied: {} written, {} unchanged, {} pruned, {} kept",
         stage.as_str(),
         r.written,
         r.unchanged,
         r.deleted,
         r.orphaned.len()
     );
+    (opts.progress)(cluster, &step);
 }
 
 fn one_group(objects: &[Value]) -> Vec<Group> {
@@ -303,7 +329,7 @@ pub async fn apply_cluster(
     // Intermediate phases are recorded only when this run changed something: re-applying a
     // converged cluster must neither write nor make it look as if it were provisioning again.
     let bootstrap_wrote = r.written + r.deleted > 0;
-    log_stage(name, StageName::Bootstrap, &r);
+    report_stage(opts, name, StageName::Bootstrap, &r);
     report.stages.push((StageName::Bootstrap, r));
     if bootstrap_wrote {
         record_phase(mgmt, bundle, Phase::Provisioning, opts).await?;
@@ -324,7 +350,10 @@ pub async fn apply_cluster(
         step: "waiting for the control plane",
         source,
     })?;
-    tracing::info!("cluster {name}: control plane initialized");
+    (opts.progress)(
+        name,
+        "control plane initialized; applying the workload stage",
+    );
     if bootstrap_wrote {
         record_phase(mgmt, bundle, Phase::ControlPlaneInitialized, opts).await?;
     }
@@ -339,7 +368,7 @@ pub async fn apply_cluster(
     )
     .await?;
     let workload_wrote = r.written + r.deleted > 0;
-    log_stage(name, StageName::Workload, &r);
+    report_stage(opts, name, StageName::Workload, &r);
     report.stages.push((StageName::Workload, r));
     if workload_wrote {
         record_phase(mgmt, bundle, Phase::Converging, opts).await?;
@@ -376,7 +405,7 @@ pub async fn apply_cluster(
         stage_opts,
     )
     .await?;
-    log_stage(name, StageName::Addons, &r);
+    report_stage(opts, name, StageName::Addons, &r);
     report.stages.push((StageName::Addons, r));
     record_phase(mgmt, bundle, Phase::Ready, opts).await?;
     Ok(report)

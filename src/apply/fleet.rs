@@ -58,16 +58,10 @@ pub async fn apply_fleet(
         let mgmt = mgmt.clone();
         let opts = opts.clone();
         async move {
-            let started = std::time::Instant::now();
-            tracing::info!("cluster {}: applying", bundle.cluster);
+            (opts.progress)(&bundle.cluster, "applying the bootstrap stage");
             let result = apply_cluster(&mgmt, &bundle, &opts)
                 .await
                 .map_err(|e| e.to_string());
-            tracing::info!(
-                "cluster {}: done in {:?}",
-                bundle.cluster,
-                started.elapsed()
-            );
             result
         }
     })

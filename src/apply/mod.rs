@@ -5,5 +5,6 @@ pub mod cluster;
 pub mod fleet;
 pub mod health;
 pub mod inventory;
+pub mod progress;
 pub mod stage;
 pub mod wait;
