@@ -8,5 +8,6 @@ pub mod example;
 pub mod kube_client;
 pub mod local;
 pub mod model;
+pub mod pivot;
 pub mod render;
 pub mod synth;
