@@ -59,10 +59,9 @@ pub async fn apply_fleet(
         let opts = opts.clone();
         async move {
             (opts.progress)(&bundle.cluster, "applying the bootstrap stage");
-            let result = apply_cluster(&mgmt, &bundle, &opts)
+            apply_cluster(&mgmt, &bundle, &opts)
                 .await
-                .map_err(|e| e.to_string());
-            result
+                .map_err(|e| e.to_string())
         }
     })
     .await

@@ -334,6 +334,15 @@ impl Emitter<'_> {
         if !self.whitespace && !value.is_empty() {
             self.put(' ');
         }
+        self.write_lines(value, false);
+        self.whitespace = false;
+        self.indention = false;
+    }
+
+    /// Writes `value` with its line breaks as YAML folds them (an extra break before the first
+    /// of a run, re-indenting after it), doubling `'` when `single_quoted`. Returns whether it
+    /// ended inside a run of breaks.
+    fn write_lines(&mut self, value: &str, single_quoted: bool) -> bool {
         let mut breaks = false;
         for c in value.chars() {
             if is_break(c) {
@@ -347,13 +356,15 @@ impl Emitter<'_> {
                 if breaks {
                     self.write_indent();
                 }
+                if single_quoted && c == '\'' {
+                    self.put('\'');
+                }
                 self.put(c);
                 self.indention = false;
                 breaks = false;
             }
         }
-        self.whitespace = false;
-        self.indention = false;
+        breaks
     }
 
     fn write_single_quoted(&mut self, value: &str) {
@@ -361,28 +372,7 @@ impl Emitter<'_> {
         if !value.contains(['\'', '\r', '\n', '\u{85}', '\u{2028}', '\u{2029}']) {
             self.write_str(value);
         } else {
-            let mut breaks = false;
-            for c in value.chars() {
-                if is_break(c) {
-                    if !breaks && c == '\n' {
-                        self.put_break();
-                    }
-                    self.write_break(c);
-                    self.indention = true;
-                    breaks = true;
-                } else {
-                    if breaks {
-                        self.write_indent();
-                    }
-                    if c == '\'' {
-                        self.put('\'');
-                    }
-                    self.put(c);
-                    self.indention = false;
-                    breaks = false;
-                }
-            }
-            if breaks {
+            if self.write_lines(value, true) {
                 self.write_indent();
             }
         }
