@@ -71,12 +71,20 @@ pub fn stop_all(processes: &[Recorded], grace: Duration) -> Vec<Recorded> {
         // SAFETY: plain kill(2) on a pid we verified runs our binary.
         unsafe { libc::kill(p.pid as i32, libc::SIGTERM) };
     }
-    let start = Instant::now();
-    while running.iter().any(Recorded::alive) && start.elapsed() < grace {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_gone(&running, grace);
     for p in running.iter().filter(|p| p.alive()) {
+        // SAFETY: as above.
         unsafe { libc::kill(p.pid as i32, libc::SIGKILL) };
     }
+    // A killed process is gone only once the kernel has torn it down; return after that, so
+    // whoever called us never sees a survivor.
+    wait_gone(&running, Duration::from_secs(10));
     running
+}
+
+fn wait_gone(processes: &[Recorded], limit: Duration) {
+    let start = Instant::now();
+    while processes.iter().any(Recorded::alive) && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
