@@ -23,10 +23,16 @@ impl Recorded {
     /// Whether the recorded process is still running the recorded binary.
     pub fn alive(&self) -> bool {
         let exe = std::fs::read_link(format!("/proc/{}/exe", self.pid));
-        let same_binary = match (exe, self.binary.canonicalize()) {
-            (Ok(exe), Ok(bin)) => exe == bin,
-            _ => false,
-        };
+        // A binary replaced since it started (a rebuild) shows as `<path> (deleted)`.
+        let exe = exe.map(|e| {
+            let text = e.to_string_lossy();
+            PathBuf::from(text.strip_suffix(" (deleted)").unwrap_or(&text))
+        });
+        let binary = self
+            .binary
+            .canonicalize()
+            .unwrap_or_else(|_| self.binary.clone());
+        let same_binary = exe.is_ok_and(|exe| exe == binary);
         same_binary && !is_zombie(self.pid)
     }
 }
@@ -86,5 +92,23 @@ fn wait_gone(processes: &[Recorded], limit: Duration) {
     let start = Instant::now();
     while processes.iter().any(Recorded::alive) && start.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_is_alive_only_while_it_runs_the_recorded_binary() {
+        let me = std::process::id();
+        let exe = std::env::current_exe().unwrap();
+        let recorded = |binary: PathBuf| Recorded {
+            pid_file: PathBuf::from("x.pid"),
+            pid: me,
+            binary,
+        };
+        assert!(recorded(exe).alive());
+        assert!(!recorded(PathBuf::from("/bin/not-this-one")).alive());
     }
 }
