@@ -10,4 +10,5 @@ pub mod local;
 pub mod model;
 pub mod pivot;
 pub mod render;
+pub mod source;
 pub mod synth;

@@ -52,6 +52,12 @@ impl RepoSnapshot {
         RepoSnapshot { files }
     }
 
+    /// Builds a snapshot from entries already classified (git trees, where large blobs and links
+    /// are recognised without reading them).
+    pub fn from_entries(files: BTreeMap<String, FileEntry>) -> RepoSnapshot {
+        RepoSnapshot { files }
+    }
+
     /// Reads every file below `root` (skipping `.git`), without following symbolic links out
     /// of it.
     pub fn from_dir(root: &Path) -> Result<RepoSnapshot, SnapshotError> {
