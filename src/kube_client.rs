@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{ApiCapabilities, Scope, pinned_kind};
@@ -345,6 +347,41 @@ impl DynamicApi {
             .await
             .map(to_json)
             .map_err(request_failed(object_ref(obj), "patch status"))
+    }
+
+    /// Creates the object; when one of that name exists, replaces it, keeping the existing
+    /// uid and taking its resourceVersion (what `clusterctl move` does, so a rerun converges).
+    /// Status is a subresource and is left to the target's controllers.
+    pub async fn create_or_replace(
+        &self,
+        obj: &Value,
+        field_manager: &str,
+    ) -> Result<Value, KubeError> {
+        let (api, name) = self.api_for(obj).await?;
+        let object: DynamicObject =
+            serde_json::from_value(obj.clone()).map_err(|_| KubeError::Malformed {
+                object: object_ref(obj),
+            })?;
+        let params = PostParams {
+            field_manager: Some(field_manager.to_string()),
+            ..PostParams::default()
+        };
+        match api.create(&params, &object).await {
+            Ok(created) => return Ok(to_json(created)),
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(source) => return Err(request_failed(object_ref(obj), "create")(source)),
+        }
+        let existing = api
+            .get(&name)
+            .await
+            .map_err(request_failed(object_ref(obj), "get"))?;
+        let mut replacement = object;
+        replacement.metadata.uid = existing.metadata.uid;
+        replacement.metadata.resource_version = existing.metadata.resource_version;
+        api.replace(&name, &params, &replacement)
+            .await
+            .map(to_json)
+            .map_err(request_failed(object_ref(obj), "replace"))
     }
 
     /// Deletes the object (only the one with `obj`'s uid, when it has one). Returns false when it

@@ -2,6 +2,7 @@
 //!
 //! The pure cores (`model`, `render`) take data and return data; I/O lives at the edges.
 
+pub mod agent;
 pub mod apply;
 pub mod diff;
 pub mod example;

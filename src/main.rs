@@ -16,6 +16,8 @@ use cairn::apply::fleet;
 use cairn::model::{Diagnostic, RepoSnapshot};
 use cairn::render::{self, output};
 
+mod cli;
+
 /// Exit code when everything is fine.
 const EXIT_OK: u8 = 0;
 /// Exit code of `diff` when something differs.
@@ -113,6 +115,81 @@ enum Command {
         /// The revision recorded on each Cluster (`cairn.dev/revision`).
         #[arg(long, default_value = "working-tree")]
         revision: String,
+        /// Git URL the agents of pivoted clusters read (overrides fleet.yaml `spec.source.url`),
+        /// e.g. a `file://` repository for local runs.
+        #[arg(long, value_name = "URL")]
+        source_url: Option<String>,
+    },
+    /// Move one cluster's CAPI objects into its own workload cluster (or back with --reverse).
+    ///
+    /// clusterctl move's semantics: provider CRDs installed in the target, source checked as
+    /// provisioned, a copy of the workload kubeconfig kept in cairn-system, the source paused,
+    /// objects created group by group (owners first) with owner uids rewritten, deleted from the
+    /// source in reverse order, the target unpaused. Each step is journaled on the Cluster
+    /// (annotation cairn.dev/pivot): a run killed anywhere is finished by the next one.
+    ///
+    /// Testing aid: CAIRN_FAULT_AFTER=<step> exits the process (code 86, no cleanup) right after
+    /// that step. The steps, in order:
+    #[command(after_long_help = cli::steps_help())]
+    Pivot {
+        /// The cluster to move (its CAPI objects live in the namespace of that name).
+        #[arg(required_unless_present = "list_steps")]
+        cluster: Option<String>,
+        /// Kubeconfig of the management cluster (default: $KUBECONFIG, then ~/.kube/config).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// Move from the workload cluster back into the management cluster.
+        #[arg(long)]
+        reverse: bool,
+        /// Print the move plan (objects by group) without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the step names, one a line, and exit.
+        #[arg(long)]
+        list_steps: bool,
+        /// Longest wait for CRDs to be established and for block-move to clear.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// Run the agent of one pivoted cluster: converge it from git, in its own API server.
+    ///
+    /// Fetches the source, renders this cluster, applies its bootstrap (hand-over), workload and
+    /// add-ons stages to its own API server once its CAPI objects are there and unpaused, and
+    /// records phase, revision, last error and last sync in the status of PivotPlan
+    /// cairn-system/<cluster>. When the source is unreachable it keeps the last good revision
+    /// and reports the source as stale. It never needs the management cluster.
+    Agent {
+        #[arg(long)]
+        cluster: String,
+        /// Kubeconfig of the workload cluster (default: the in-cluster service account).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// The agent config (default: ConfigMap cairn-system/cairn-agent-config).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Overrides the config's git URL.
+        #[arg(long, value_name = "URL")]
+        source_url: Option<String>,
+        /// Overrides the config's branch.
+        #[arg(long)]
+        branch: Option<String>,
+        /// Pause between passes, e.g. 30s, 1m.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        poll_interval: Duration,
+        /// Where the git mirror is kept (default: a directory under $TMPDIR).
+        #[arg(long, value_name = "DIR", env = "CAIRN_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// Longest wait for any one step of a pass.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Delete objects that left the repository.
+        #[arg(long)]
+        prune: bool,
+        /// One pass, its record printed as JSON; exit code 2 if it recorded an error.
+        #[arg(long)]
+        once: bool,
     },
     /// A local environment: real API servers and a Cluster API provider simulator.
     #[command(subcommand)]
@@ -296,8 +373,11 @@ fn run(command: Command) -> Result<u8> {
             concurrency,
             force_conflicts,
             revision,
+            source_url,
         } => {
-            let opts = ApplyOptions::new(prune, timeout, revision);
+            let mut opts = ApplyOptions::new(prune, timeout, revision);
+            opts.source_url = source_url;
+            opts.fault_after = cli::fault_after()?;
             tokio::runtime::Runtime::new()?.block_on(apply(
                 &repo,
                 &target,
@@ -306,6 +386,60 @@ fn run(command: Command) -> Result<u8> {
                 force_conflicts,
             ))
         }
+        Command::Pivot {
+            list_steps: true, ..
+        } => {
+            print!("{}", cli::list_steps());
+            Ok(EXIT_OK)
+        }
+        Command::Pivot {
+            cluster,
+            kubeconfig,
+            reverse,
+            dry_run,
+            list_steps: false,
+            timeout,
+            output,
+        } => {
+            let target = TargetArgs {
+                clusters: Vec::new(),
+                kubeconfig,
+            };
+            let args = cli::PivotArgs {
+                cluster: cluster.context("name the cluster to pivot")?,
+                reverse,
+                dry_run,
+                json: output == OutputFormat::Json,
+                timeout,
+            };
+            tokio::runtime::Runtime::new()?.block_on(async {
+                cli::pivot(target.management(false).await?, args).await?;
+                Ok(EXIT_OK)
+            })
+        }
+        Command::Agent {
+            cluster,
+            kubeconfig,
+            config,
+            source_url,
+            branch,
+            poll_interval,
+            state_dir,
+            timeout,
+            prune,
+            once,
+        } => tokio::runtime::Runtime::new()?.block_on(cli::agent(cli::AgentArgs {
+            cluster,
+            kubeconfig,
+            config,
+            source_url,
+            branch,
+            poll_interval,
+            state_dir,
+            timeout,
+            prune,
+            once,
+        })),
         Command::Local(command) => tokio::runtime::Runtime::new()?.block_on(local(command)),
         Command::Schema { out } => write_schemas(&out),
     }
@@ -439,11 +573,32 @@ async fn apply(
     if let Some(spinners) = &spinners {
         opts.progress = spinners.progress();
     }
+    let rendered: Vec<String> = bundles.iter().map(|b| b.cluster.clone()).collect();
+    // Clusters that left the repository are looked for only when the whole repository is
+    // applied: with --cluster, every unselected cluster would look departed.
+    let departed = if opts.prune && target.clusters.is_empty() {
+        cairn::apply::removal::departed(mgmt.as_ref(), &rendered).await?
+    } else {
+        Vec::new()
+    };
+    let removed = fleet::remove_departed(mgmt.clone(), departed, opts.clone(), concurrency).await;
     let outcomes = fleet::apply_fleet(mgmt, bundles, opts, concurrency).await;
     if let Some(spinners) = spinners {
         spinners.finish();
     }
     let mut failed = 0;
+    for outcome in &removed {
+        match &outcome.result {
+            Ok(()) => eprintln!(
+                "cluster {}: deleted (it left the repository)",
+                outcome.cluster
+            ),
+            Err(e) => {
+                failed += 1;
+                eprintln!("cluster {}: FAILED to delete: {e}", outcome.cluster);
+            }
+        }
+    }
     for outcome in &outcomes {
         match &outcome.result {
             Ok(report) => {
@@ -470,10 +625,9 @@ async fn apply(
             }
         }
     }
-    eprintln!(
-        "{} cluster(s) applied, {failed} failed",
-        outcomes.len() - failed
-    );
+    let applied = outcomes.iter().filter(|o| o.result.is_ok()).count();
+    let deleted = removed.iter().filter(|o| o.result.is_ok()).count();
+    eprintln!("{applied} cluster(s) applied, {deleted} deleted, {failed} failed");
     Ok(if failed > 0 { EXIT_ERROR } else { EXIT_OK })
 }
 

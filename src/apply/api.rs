@@ -51,7 +51,16 @@ pub trait ClusterApi: Send + Sync {
         obj: &Value,
         patch: &Value,
     ) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    /// Creates the object as it is given (uid, resourceVersion and status dropped by the
+    /// caller), or replaces the one of that name: the verb of a move.
+    fn create_or_replace(
+        &self,
+        obj: &Value,
+    ) -> impl Future<Output = Result<Value, ApiError>> + Send;
 }
+
+/// Field manager of the objects a move creates.
+pub const MOVE_MANAGER: &str = "cairn-mover";
 
 /// Field manager of cairn's bookkeeping writes.
 pub const PHASE_MANAGER: &str = "cairn-phase";
@@ -171,14 +180,17 @@ fn is_conflict(e: &KubeError) -> bool {
     matches!(kube_source(e), Some(kube::Error::Api(status)) if status.code == 409)
 }
 
-/// The field managers a server-side apply conflict names: `conflict with "kubectl-edit" ...`.
+/// The field managers a server-side apply conflict names: `conflict with "kubectl-edit" ...`,
+/// or `conflicts with "x" using ...:` followed by a list of fields when one manager owns many.
 pub fn conflicting_managers(message: &str) -> Vec<String> {
-    message
-        .split("conflict with \"")
+    let mut managers: Vec<String> = message
+        .split(" with \"")
         .skip(1)
         .filter_map(|rest| rest.split('"').next())
         .map(str::to_string)
-        .collect()
+        .collect();
+    managers.dedup();
+    managers
 }
 
 /// Whether `manager` only ever wrote `obj` imperatively (operation `Update`).
@@ -268,6 +280,11 @@ impl ClusterApi for KubeClusterApi {
         })
         .await
     }
+
+    async fn create_or_replace(&self, obj: &Value) -> Result<Value, ApiError> {
+        self.retrying(obj, true, || self.api.create_or_replace(obj, MOVE_MANAGER))
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -279,6 +296,8 @@ mod tests {
     fn conflict_messages_name_their_managers() {
         let message = r#"Apply failed with 2 conflicts: conflict with "kubectl-edit" using apps/v1: .spec.replicas, conflict with "flux" using apps/v1: .spec.template"#;
         assert_eq!(conflicting_managers(message), vec!["kubectl-edit", "flux"]);
+        let one_manager = "Apply failed with 2 conflicts: conflicts with \"cairn-mover\" using controlplane.cluster.x-k8s.io/v1beta2:\n- .metadata.labels.cairn.dev/stage\n- .spec.replicas";
+        assert_eq!(conflicting_managers(one_manager), vec!["cairn-mover"]);
         assert!(conflicting_managers("no conflicts here").is_empty());
     }
 

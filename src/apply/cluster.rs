@@ -44,19 +44,36 @@ pub enum ClusterError {
         name: String,
         reason: String,
     },
+    #[error(transparent)]
+    Move(#[from] crate::pivot::mover::MoveError),
     #[error(
-        "the cluster pivots (`pivot: true`); `cairn apply` does not pivot yet\n  help: set `pivot: false` on the \
-         cluster to manage it from the management cluster"
+        "the agent of {cluster} did not report the cluster Ready within {waited:?}: {detail}\n  help: the agent \
+         renders from its git source ({source_url}); check that this revision is pushed there, and read its log \
+         or `kubectl -n cairn-system get pivotplan {cluster} -o yaml` in the workload cluster"
     )]
-    PivotNotSupported,
+    AgentNotReady {
+        cluster: String,
+        waited: Duration,
+        detail: String,
+        source_url: String,
+    },
+    #[error(
+        "Cluster {cluster} is protected (annotation cairn.dev/protect: \"true\"); it left the repository but is \
+         not deleted\n  help: remove the annotation from the live Cluster to allow its deletion, or put the cluster \
+         back in the repository"
+    )]
+    Protected { cluster: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Phase {
     Provisioning,
     ControlPlaneInitialized,
+    AgentInstalled,
+    Pivoted,
     Converging,
     Ready,
+    Deleting,
 }
 
 impl Phase {
@@ -64,7 +81,10 @@ impl Phase {
         match self {
             Phase::Provisioning => "Provisioning",
             Phase::ControlPlaneInitialized => "ControlPlaneInitialized",
+            Phase::AgentInstalled => "AgentInstalled",
+            Phase::Pivoted => "Pivoted",
             Phase::Converging => "Converging",
+            Phase::Deleting => "Deleting",
             Phase::Ready => "Ready",
         }
     }
@@ -78,6 +98,10 @@ pub struct ApplyOptions {
     pub revision: String,
     /// Where each step is reported.
     pub progress: Progress,
+    /// Overrides the agents' git source URL (fleet.yaml `spec.source.url`).
+    pub source_url: Option<String>,
+    /// Exit right after this pivot step (`CAIRN_FAULT_AFTER`, a testing aid).
+    pub fault_after: Option<crate::pivot::steps::Step>,
 }
 
 impl ApplyOptions {
@@ -88,6 +112,8 @@ impl ApplyOptions {
             timeout,
             revision: revision.into(),
             progress: super::progress::log_lines(),
+            source_url: None,
+            fault_after: None,
         }
     }
 }
@@ -114,20 +140,20 @@ impl ClusterReport {
     }
 }
 
-fn stage(bundle: &Bundle, name: StageName) -> &[Value] {
+pub(super) fn stage(bundle: &Bundle, name: StageName) -> &[Value] {
     bundle
         .stage(name)
         .map(|s: &Stage| s.objects.as_slice())
         .unwrap_or(&[])
 }
 
-fn kubeconfig_secret(cluster: &str) -> Value {
+pub(super) fn kubeconfig_secret(cluster: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret",
            "metadata": {"name": format!("{cluster}-kubeconfig"), "namespace": cluster}})
 }
 
 /// The live Cluster object named by the bundle.
-fn capi_cluster(cluster: &str) -> Value {
+pub fn capi_cluster(cluster: &str) -> Value {
     json!({"apiVersion": capi::CLUSTER_API, "kind": "Cluster",
            "metadata": {"name": cluster, "namespace": cluster}})
 }
@@ -168,7 +194,7 @@ pub async fn workload_api(
 }
 
 /// Records phase, revision and bundle hash on the live Cluster.
-async fn record_phase(
+pub async fn record_phase(
     mgmt: &impl ClusterApi,
     bundle: &Bundle,
     phase: Phase,
@@ -204,6 +230,24 @@ async fn record_phase(
             step: "record phase",
             source,
         })
+}
+
+/// Hash of what an agent converges to (the workload and add-ons stages): the same for the
+/// render `cairn apply` makes and the one the agent makes from git, whatever source URL the
+/// pivot stage names.
+pub fn desired_hash(bundle: &Bundle) -> String {
+    let stages: Vec<&Stage> = bundle
+        .stages
+        .iter()
+        .filter(|s| matches!(s.name, StageName::Workload | StageName::Addons))
+        .collect();
+    let text: String = stages
+        .iter()
+        .flat_map(|s| s.objects.iter())
+        .map(|o| serde_json::to_string(o).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    crate::render::finalize::spec_hash(&Value::String(text))
 }
 
 /// SHA-256 (16 hex digits) of the bundle as rendered.
@@ -246,7 +290,7 @@ fn addon_groups(objects: &[Value]) -> Vec<Group> {
     groups.into_iter().map(|(_, g)| g).collect()
 }
 
-fn report_stage(opts: &ApplyOptions, cluster: &str, stage: StageName, r: &StageReport) {
+pub(super) fn report_stage(opts: &ApplyOptions, cluster: &str, stage: StageName, r: &StageReport) {
     let step = format!(
         "{} stage applied: {} written, {} unchanged, {} pruned, {} kept",
         stage.as_str(),
@@ -258,7 +302,7 @@ fn report_stage(opts: &ApplyOptions, cluster: &str, stage: StageName, r: &StageR
     (opts.progress)(cluster, &step);
 }
 
-fn one_group(objects: &[Value]) -> Vec<Group> {
+pub(super) fn one_group(objects: &[Value]) -> Vec<Group> {
     vec![Group {
         objects: objects.to_vec(),
         wait: false,
@@ -302,41 +346,67 @@ fn bootstrap_groups(bundle: &Bundle) -> Vec<Group> {
     ]
 }
 
-/// Applies a cluster that stays managed from the management cluster, from wherever it is to Ready.
+/// Applies a cluster from wherever it is to Ready: those that pivot through the pivot (see
+/// `pivoted`), the others from the management cluster.
 pub async fn apply_cluster(
     mgmt: &KubeClusterApi,
     bundle: &Bundle,
     opts: &ApplyOptions,
 ) -> Result<ClusterReport, ClusterError> {
     if bundle.pivot {
-        return Err(ClusterError::PivotNotSupported);
+        return super::pivoted::apply_pivoted(mgmt, bundle, opts).await;
     }
     let name = bundle.cluster.as_str();
-    let stage_opts = StageOptions {
+    let mut report = ClusterReport::default();
+    let wrote = provision(mgmt, bundle, opts, true, &mut report).await?;
+    converge_capi(mgmt, bundle, opts, wrote, &mut report).await?;
+    let workload = workload_api(mgmt, name)
+        .await?
+        .ok_or_else(|| ClusterError::Workload {
+            namespace: name.to_string(),
+            name: format!("{name}-kubeconfig"),
+            reason: "the Secret disappeared".into(),
+        })?;
+    apply_addons(&workload, bundle, opts, &mut report).await?;
+    record_phase(mgmt, bundle, Phase::Ready, opts).await?;
+    Ok(report)
+}
+
+pub(super) fn stage_options(opts: &ApplyOptions) -> StageOptions {
+    StageOptions {
         prune: opts.prune,
         timeout: opts.timeout,
-    };
-    let mut report = ClusterReport::default();
+    }
+}
 
+/// The bootstrap stage, then the wait for the control plane (and its kubeconfig). Returns
+/// whether the stage wrote anything; phases are recorded only then, so re-applying a
+/// converged cluster neither writes nor looks as if it were provisioning again.
+pub async fn provision(
+    api: &impl ClusterApi,
+    bundle: &Bundle,
+    opts: &ApplyOptions,
+    record: bool,
+    report: &mut ClusterReport,
+) -> Result<bool, ClusterError> {
+    let name = bundle.cluster.as_str();
     let r = apply_stage(
-        mgmt,
+        api,
         name,
         StageName::Bootstrap,
         &bootstrap_groups(bundle),
-        stage_opts,
+        stage_options(opts),
     )
     .await?;
-    // Intermediate phases are recorded only when this run changed something: re-applying a
-    // converged cluster must neither write nor make it look as if it were provisioning again.
-    let bootstrap_wrote = r.written + r.deleted > 0;
+    let wrote = r.written + r.deleted > 0;
     report_stage(opts, name, StageName::Bootstrap, &r);
     report.stages.push((StageName::Bootstrap, r));
-    if bootstrap_wrote {
-        record_phase(mgmt, bundle, Phase::Provisioning, opts).await?;
+    let record = record && wrote;
+    if record {
+        record_phase(api, bundle, Phase::Provisioning, opts).await?;
     }
-
     let signals = [capi_cluster(name), kubeconfig_secret(name)];
-    wait_until(mgmt, &signals, opts.timeout, |live| {
+    wait_until(api, &signals, opts.timeout, |live| {
         match live["kind"].as_str() {
             Some("Cluster") if !control_plane_initialized(live) => Health::InProgress(
                 "control plane not initialized (status.initialization.controlPlaneInitialized)"
@@ -350,28 +420,37 @@ pub async fn apply_cluster(
         step: "waiting for the control plane",
         source,
     })?;
-    (opts.progress)(
-        name,
-        "control plane initialized; applying the workload stage",
-    );
-    if bootstrap_wrote {
-        record_phase(mgmt, bundle, Phase::ControlPlaneInitialized, opts).await?;
+    (opts.progress)(name, "control plane initialized");
+    if record {
+        record_phase(api, bundle, Phase::ControlPlaneInitialized, opts).await?;
     }
+    Ok(wrote)
+}
 
+/// The workload stage where the CAPI objects live, then the wait until the control plane and
+/// every worker pool have rolled out.
+pub async fn converge_capi(
+    api: &impl ClusterApi,
+    bundle: &Bundle,
+    opts: &ApplyOptions,
+    provisioned: bool,
+    report: &mut ClusterReport,
+) -> Result<(), ClusterError> {
+    let name = bundle.cluster.as_str();
     let workload_objects = stage(bundle, StageName::Workload);
     let r = apply_stage(
-        mgmt,
+        api,
         name,
         StageName::Workload,
         &one_group(workload_objects),
-        stage_opts,
+        stage_options(opts),
     )
     .await?;
-    let workload_wrote = r.written + r.deleted > 0;
+    let wrote = r.written + r.deleted > 0;
     report_stage(opts, name, StageName::Workload, &r);
     report.stages.push((StageName::Workload, r));
-    if workload_wrote {
-        record_phase(mgmt, bundle, Phase::Converging, opts).await?;
+    if wrote || provisioned {
+        record_phase(api, bundle, Phase::Converging, opts).await?;
     }
     let rollouts: Vec<Value> = workload_objects
         .iter()
@@ -383,32 +462,33 @@ pub async fn apply_cluster(
         })
         .cloned()
         .collect();
-    wait_healthy(mgmt, &rollouts, opts.timeout)
+    wait_healthy(api, &rollouts, opts.timeout)
         .await
         .map_err(|source| ClusterError::Wait {
             step: "waiting for the machines to roll out",
             source,
-        })?;
+        })
+}
 
-    let workload = workload_api(mgmt, name)
-        .await?
-        .ok_or_else(|| ClusterError::Workload {
-            namespace: name.to_string(),
-            name: format!("{name}-kubeconfig"),
-            reason: "the Secret disappeared".into(),
-        })?;
+/// The add-ons, layer by layer, into the workload cluster.
+pub async fn apply_addons(
+    workload: &impl ClusterApi,
+    bundle: &Bundle,
+    opts: &ApplyOptions,
+    report: &mut ClusterReport,
+) -> Result<(), ClusterError> {
+    let name = bundle.cluster.as_str();
     let r = apply_stage(
-        &workload,
+        workload,
         name,
         StageName::Addons,
         &addon_groups(stage(bundle, StageName::Addons)),
-        stage_opts,
+        stage_options(opts),
     )
     .await?;
     report_stage(opts, name, StageName::Addons, &r);
     report.stages.push((StageName::Addons, r));
-    record_phase(mgmt, bundle, Phase::Ready, opts).await?;
-    Ok(report)
+    Ok(())
 }
 
 /// What applying a cluster would do (no writes): management-side stages against the

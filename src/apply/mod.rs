@@ -5,6 +5,8 @@ pub mod cluster;
 pub mod fleet;
 pub mod health;
 pub mod inventory;
+pub mod pivoted;
 pub mod progress;
+pub mod removal;
 pub mod stage;
 pub mod wait;

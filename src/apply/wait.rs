@@ -152,6 +152,9 @@ mod tests {
         async fn merge_patch(&self, _: &Value, _: &Value) -> Result<Value, ApiError> {
             unreachable!()
         }
+        async fn create_or_replace(&self, _: &Value) -> Result<Value, ApiError> {
+            unreachable!()
+        }
     }
 
     fn config_map() -> Vec<Value> {

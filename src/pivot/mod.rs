@@ -1,5 +1,11 @@
 //! The pivot: moving a cluster's CAPI objects between API servers with `clusterctl move`
-//! semantics. The graph and the move sequence are pure; the mover (I/O, journal) comes next.
+//! semantics. The graph, the sequence, the checks, the copies and the steps are pure; the
+//! discovery and the mover do the I/O.
 
+pub mod checks;
+pub mod copy;
+pub mod discover;
 pub mod graph;
+pub mod mover;
 pub mod sequence;
+pub mod steps;

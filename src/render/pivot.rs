@@ -62,6 +62,28 @@ pub fn pivot_objects(rc: &ResolvedCluster, fleet: &Fleet, addon_objects: &[Value
     ]
 }
 
+/// The pivot stage with the agent's git source URL replaced (`--source-url`).
+pub fn with_source_url(objects: &[Value], url: &str) -> Vec<Value> {
+    let config_name = format!("{AGENT_NAME}-config");
+    objects
+        .iter()
+        .map(|obj| {
+            let mut obj = obj.clone();
+            let is_config =
+                obj["kind"] == "ConfigMap" && obj["metadata"]["name"] == config_name.as_str();
+            let text = obj.pointer("/data/config.yaml").and_then(Value::as_str);
+            if let (true, Some(Ok(mut config))) =
+                (is_config, text.map(serde_yaml::from_str::<Value>))
+            {
+                config["source"]["url"] = json!(url);
+                obj["data"]["config.yaml"] =
+                    json!(serde_yaml::to_string(&config).unwrap_or_default());
+            }
+            obj
+        })
+        .collect()
+}
+
 fn pivot_plan_crd() -> Value {
     json!({
         "apiVersion": "apiextensions.k8s.io/v1",

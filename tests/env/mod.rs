@@ -53,6 +53,25 @@ impl Management {
         );
         config.machine_delay = machine_delay;
         config.poll_interval = Duration::from_millis(200);
+        // The agent of a pivoted cluster is this build of cairn, polling git every second.
+        config.agent_command = Some(
+            [
+                env!("CARGO_BIN_EXE_cairn"),
+                "agent",
+                "--cluster",
+                "{cluster}",
+                "--kubeconfig",
+                "{kubeconfig}",
+                "--poll-interval",
+                "1s",
+                "--timeout",
+                "120s",
+                "--state-dir",
+                "{dir}/agent-state",
+            ]
+            .map(str::to_string)
+            .to_vec(),
+        );
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let simulator = tokio::spawn(cairn::local::simulator::run(config, shutdown));
         Management {
@@ -68,4 +87,42 @@ impl Management {
         self.stop.send(true).unwrap();
         self.simulator.await.unwrap().unwrap();
     }
+}
+
+/// Runs `git` in `dir` (with a fixed identity), panicking with its output on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=cairn test",
+            "-c",
+            "user.email=test@cairn.invalid",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A git repository at `dir` holding the example fleet without the clusters whose file names
+/// are in `without`, committed on `main`. Returns the commit.
+pub fn example_git_repo(dir: &Path, without: &[&str]) -> String {
+    for (path, text) in cairn::example::FILES {
+        if without.iter().any(|w| path.ends_with(w)) {
+            continue;
+        }
+        let file = dir.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    }
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-qm", "the example fleet"]);
+    git(dir, &["rev-parse", "HEAD"])
 }

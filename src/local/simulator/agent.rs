@@ -67,10 +67,11 @@ impl Drop for AgentSlot {
     }
 }
 
-fn substitute(arg: &str, cluster: &str, namespace: &str, kubeconfig: &str) -> String {
+fn substitute(arg: &str, cluster: &str, namespace: &str, kubeconfig: &str, dir: &str) -> String {
     arg.replace("{cluster}", cluster)
         .replace("{namespace}", namespace)
         .replace("{kubeconfig}", kubeconfig)
+        .replace("{dir}", dir)
 }
 
 fn spawn(
@@ -79,9 +80,14 @@ fn spawn(
     kubeconfig: &str,
     log: &PathBuf,
 ) -> Result<Child, SimulatorError> {
+    // The log lives in the cluster's state directory.
+    let dir = log
+        .parent()
+        .map(|p| p.to_string_lossy().to_string())
+        .unwrap_or_default();
     let args: Vec<String> = command
         .iter()
-        .map(|a| substitute(a, &state.name, &state.namespace, kubeconfig))
+        .map(|a| substitute(a, &state.name, &state.namespace, kubeconfig, &dir))
         .collect();
     let failed = |source| SimulatorError::Agent {
         cluster: state.name.clone(),

@@ -59,8 +59,9 @@ pub struct SimulatorConfig {
     /// Leave the workload API servers running when the simulator stops (`cairn local up`).
     pub detach_workload_servers: bool,
     /// The agent command line, run when the `cairn-agent` Deployment appears in a workload
-    /// cluster. `{cluster}`, `{namespace}` and `{kubeconfig}` (a path to the workload admin
-    /// kubeconfig) are substituted in every argument. `None`: the agent is not run.
+    /// cluster. `{cluster}`, `{namespace}`, `{kubeconfig}` (a path to the workload admin
+    /// kubeconfig) and `{dir}` (the cluster's state directory) are substituted in every
+    /// argument. `None`: the agent is not run.
     pub agent_command: Option<Vec<String>>,
 }
 
@@ -77,7 +78,8 @@ impl SimulatorConfig {
         }
     }
 
-    /// This executable as the agent: `<exe> agent --cluster {cluster} --kubeconfig {kubeconfig}`.
+    /// This executable as the agent: `<exe> agent --cluster {cluster} --kubeconfig {kubeconfig}
+    /// --poll-interval 5s --state-dir {dir}/agent-state`.
     pub fn default_agent_command() -> Option<Vec<String>> {
         let exe = std::env::current_exe().ok()?;
         Some(
@@ -88,6 +90,10 @@ impl SimulatorConfig {
                 "{cluster}",
                 "--kubeconfig",
                 "{kubeconfig}",
+                "--poll-interval",
+                "5s",
+                "--state-dir",
+                "{dir}/agent-state",
             ]
             .map(str::to_string)
             .to_vec(),
@@ -368,8 +374,8 @@ impl Simulator {
         self.state(cluster).map(|s| s.location.as_str())
     }
 
-    /// One pass over every cluster. Per-cluster failures are in the report; an error means
-    /// the management server could not be read at all.
+    /// One pass over every cluster. Per-cluster failures, and servers that cannot be read, are
+    /// in the report.
     pub async fn reconcile_once(&mut self) -> Result<Report, SimulatorError> {
         let mut report = Report::default();
 
@@ -377,7 +383,7 @@ impl Simulator {
         // a Cluster being moved out of the management server is always seen somewhere.
         let mut found: BTreeMap<String, Vec<(Arc<Server>, Value)>> = BTreeMap::new();
         let mut complete = true;
-        for (i, server) in self.servers().iter().enumerate() {
+        for server in self.servers() {
             match server.list(CAPI, "Cluster", None, None).await {
                 Ok(clusters) => {
                     for cluster in clusters {
@@ -389,7 +395,8 @@ impl Simulator {
                             .push((server.clone(), cluster));
                     }
                 }
-                Err(e) if i == 0 => return Err(e),
+                // An unreachable server (the management one included: pivoted clusters must
+                // keep working while it is down) hides its Clusters for this pass only.
                 Err(e) => {
                     complete = false;
                     tracing::warn!("cannot list the Clusters in {}: {e}", server.label);

@@ -1,0 +1,204 @@
+//! A cluster that pivots (DESIGN.md §3): bootstrap in the management cluster, wait for the first
+//! control-plane node, install the agent in the workload cluster, move the CAPI objects there,
+//! then wait until the agent reports the cluster Ready. Each run starts from where the cluster
+//! is: a pivot that a killed run left half-done is finished by the mover's journal, and a
+//! pivoted cluster only gets its pivot stage refreshed (its agent does the rest from git).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::api::{ClusterApi, KubeClusterApi};
+use super::cluster::{
+    ApplyOptions, ClusterError, ClusterReport, Phase, capi_cluster, desired_hash, provision,
+    record_phase, report_stage, stage, stage_options, workload_api,
+};
+use super::stage::{Group, apply_stage};
+use super::wait::wait_healthy;
+use crate::agent::status::{AgentStatus, read_status};
+use crate::model::types::StageName;
+use crate::pivot::mover::{MoveOptions, Mover, kept_kubeconfig};
+use crate::pivot::steps::{Direction, Journal};
+use crate::render::Bundle;
+use crate::render::pivot::{AGENT_NAME, AGENT_NAMESPACE, with_source_url};
+
+fn api_err(step: &'static str) -> impl FnOnce(super::api::ApiError) -> ClusterError {
+    move |source| ClusterError::Api { step, source }
+}
+
+/// A client for the workload cluster: through the kubeconfig copy kept in `cairn-system`
+/// (which outlives the pivot), else through CAPI's `<cluster>-kubeconfig` Secret.
+pub async fn reach_workload(
+    mgmt: &impl ClusterApi,
+    cluster: &str,
+) -> Result<Option<KubeClusterApi>, ClusterError> {
+    if let Some(yaml) = kept_kubeconfig(mgmt, cluster)
+        .await
+        .map_err(api_err("read the kept kubeconfig"))?
+    {
+        let client = crate::kube_client::client_from_kubeconfig(&yaml)
+            .await
+            .map_err(|e| ClusterError::Workload {
+                namespace: AGENT_NAMESPACE.to_string(),
+                name: format!("{cluster}-kubeconfig"),
+                reason: e.to_string(),
+            })?;
+        return Ok(Some(KubeClusterApi::new(client, false)));
+    }
+    workload_api(mgmt, cluster).await
+}
+
+pub(super) fn move_options(opts: &ApplyOptions) -> MoveOptions {
+    MoveOptions {
+        timeout: opts.timeout,
+        progress: opts.progress.clone(),
+        fault_after: opts.fault_after,
+    }
+}
+
+/// Applies a pivoting cluster from wherever it is to Ready.
+pub async fn apply_pivoted(
+    mgmt: &KubeClusterApi,
+    bundle: &Bundle,
+    opts: &ApplyOptions,
+) -> Result<ClusterReport, ClusterError> {
+    let name = bundle.cluster.as_str();
+    let mut report = ClusterReport::default();
+    let stub = capi_cluster(name);
+    let in_mgmt = mgmt.get(&stub).await.map_err(api_err("read the Cluster"))?;
+    let moving = match &in_mgmt {
+        Some(c) => Journal::of(c).ok().flatten().is_some(),
+        None => false,
+    };
+    let pivoted = in_mgmt.is_none() && reach_workload(mgmt, name).await?.is_some();
+
+    if !pivoted && !moving {
+        provision(mgmt, bundle, opts, true, &mut report).await?;
+    }
+    let workload = reach_workload(mgmt, name)
+        .await?
+        .ok_or_else(|| ClusterError::Workload {
+            namespace: name.to_string(),
+            name: format!("{name}-kubeconfig"),
+            reason: "the Secret disappeared".into(),
+        })?;
+    let wrote = install_agent(&workload, bundle, opts, &mut report).await?;
+    if wrote && !pivoted {
+        record_phase(mgmt, bundle, Phase::AgentInstalled, opts).await?;
+    }
+    let mover = Mover {
+        source: mgmt,
+        target: &workload,
+        direction: Direction::Forward,
+        cluster: name,
+        opts: move_options(opts),
+    };
+    let moved = mover.run().await?;
+    if !moved.already_moved {
+        (opts.progress)(
+            name,
+            &format!(
+                "pivoted: {} objects moved in {:.1}s",
+                moved.created, moved.seconds
+            ),
+        );
+        record_phase(&workload, bundle, Phase::Pivoted, opts).await?;
+    }
+    wait_agent_ready(&workload, bundle, opts).await?;
+    Ok(report)
+}
+
+/// The pivot stage into the workload cluster (with the source URL override), then the wait
+/// until the agent runs. Returns whether anything was written.
+async fn install_agent(
+    workload: &KubeClusterApi,
+    bundle: &Bundle,
+    opts: &ApplyOptions,
+    report: &mut ClusterReport,
+) -> Result<bool, ClusterError> {
+    let name = bundle.cluster.as_str();
+    let mut objects = stage(bundle, StageName::Pivot).to_vec();
+    if let Some(url) = &opts.source_url {
+        objects = with_source_url(&objects, url);
+    }
+    let group = Group {
+        objects,
+        wait: false,
+        create_only: false,
+    };
+    let r = apply_stage(
+        workload,
+        name,
+        StageName::Pivot,
+        &[group],
+        stage_options(opts),
+    )
+    .await?;
+    let wrote = r.written + r.deleted > 0;
+    report_stage(opts, name, StageName::Pivot, &r);
+    report.stages.push((StageName::Pivot, r));
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                            "metadata": {"name": AGENT_NAME, "namespace": AGENT_NAMESPACE}});
+    wait_healthy(workload, &[deployment], opts.timeout)
+        .await
+        .map_err(|source| ClusterError::Wait {
+            step: "waiting for the agent to run",
+            source,
+        })?;
+    (opts.progress)(name, "agent running");
+    Ok(wrote)
+}
+
+/// Polls the agent's record until it reports Ready for exactly this render.
+async fn wait_agent_ready(
+    workload: &KubeClusterApi,
+    bundle: &Bundle,
+    opts: &ApplyOptions,
+) -> Result<(), ClusterError> {
+    let name = bundle.cluster.as_str();
+    let want = desired_hash(bundle);
+    let start = Instant::now();
+    (opts.progress)(name, "waiting for the agent to converge the cluster");
+    let mut last: Option<AgentStatus> = None;
+    loop {
+        match read_status(workload, name).await {
+            Ok(Some(status)) => {
+                if status.phase == Phase::Ready.as_str() && status.desired_hash == want {
+                    (opts.progress)(name, "Ready (reported by the agent)");
+                    return Ok(());
+                }
+                last = Some(status);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!("cluster {name}: reading the agent status: {e}"),
+        }
+        if start.elapsed() > opts.timeout {
+            let detail = match &last {
+                None => "it reported nothing".to_string(),
+                Some(s) => s.summary(&want),
+            };
+            return Err(ClusterError::AgentNotReady {
+                cluster: name.to_string(),
+                waited: opts.timeout,
+                detail,
+                source_url: last.map(|s| s.source_url).unwrap_or_default(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The live Cluster of a pivoted cluster, read through the kept kubeconfig.
+pub async fn live_in_workload(
+    mgmt: &impl ClusterApi,
+    cluster: &str,
+) -> Result<Option<(KubeClusterApi, Value)>, ClusterError> {
+    let Some(workload) = reach_workload(mgmt, cluster).await? else {
+        return Ok(None);
+    };
+    let live = workload
+        .get(&capi_cluster(cluster))
+        .await
+        .map_err(api_err("read the Cluster in the workload cluster"))?;
+    Ok(live.map(|l| (workload, l)))
+}

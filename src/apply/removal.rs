@@ -1,0 +1,189 @@
+//! Clusters that left the repository (DESIGN.md §3): with `--prune`, a pivoted one first comes
+//! back to the management cluster (reverse pivot), then its Cluster is deleted there, which
+//! makes CAPI tear the machines down; then cairn's own leftovers go. A Cluster annotated
+//! `cairn.dev/protect: "true"` is never deleted.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use super::api::{ClusterApi, KubeClusterApi};
+use super::cluster::{ApplyOptions, ClusterError, PHASE_ANNOTATION, Phase, capi_cluster};
+use super::inventory;
+use super::pivoted::{live_in_workload, reach_workload};
+use crate::model::types::StageName;
+use crate::pivot::mover::Mover;
+use crate::pivot::steps::Direction;
+use crate::render::capi::CLUSTER_API;
+use crate::render::finalize::CLUSTER_LABEL;
+use crate::render::pivot::AGENT_NAMESPACE;
+
+pub const PROTECT_ANNOTATION: &str = "cairn.dev/protect";
+
+fn api_err(step: &'static str) -> impl FnOnce(super::api::ApiError) -> ClusterError {
+    move |source| ClusterError::Api { step, source }
+}
+
+fn label(obj: &Value) -> Option<String> {
+    obj.pointer(&format!(
+        "/metadata/labels/{}",
+        CLUSTER_LABEL.replace('/', "~1")
+    ))
+    .and_then(Value::as_str)
+    .map(str::to_string)
+}
+
+pub fn is_protected(cluster: &Value) -> bool {
+    cluster
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            PROTECT_ANNOTATION.replace('/', "~1")
+        ))
+        .and_then(Value::as_str)
+        == Some("true")
+}
+
+/// The clusters cairn manages that are not in `rendered`: Clusters it labelled in the
+/// management cluster, and pivoted ones known by their kept kubeconfig.
+pub async fn departed(
+    mgmt: &impl ClusterApi,
+    rendered: &[String],
+) -> Result<Vec<String>, ClusterError> {
+    let mut names = BTreeSet::new();
+    for cluster in mgmt
+        .list(CLUSTER_API, "Cluster", None, Some(CLUSTER_LABEL))
+        .await
+        .map_err(api_err("list the Clusters"))?
+    {
+        names.extend(label(&cluster));
+    }
+    // A management cluster that never pivoted has no cairn-system namespace; listing in a
+    // missing namespace is simply empty.
+    for secret in mgmt
+        .list("v1", "Secret", Some(AGENT_NAMESPACE), Some(CLUSTER_LABEL))
+        .await
+        .map_err(api_err("list the kept kubeconfigs"))?
+    {
+        names.extend(label(&secret));
+    }
+    Ok(names
+        .into_iter()
+        .filter(|n| !rendered.contains(n))
+        .collect())
+}
+
+/// Reverse-pivots (when needed) and deletes one cluster that left the repository.
+pub async fn remove_cluster(
+    mgmt: &KubeClusterApi,
+    name: &str,
+    opts: &ApplyOptions,
+) -> Result<(), ClusterError> {
+    let stub = capi_cluster(name);
+    let in_mgmt = mgmt.get(&stub).await.map_err(api_err("read the Cluster"))?;
+    let in_workload = match &in_mgmt {
+        Some(_) => None,
+        None => live_in_workload(mgmt, name).await?,
+    };
+    let live = in_mgmt.as_ref().or(in_workload.as_ref().map(|(_, c)| c));
+    if live.is_some_and(is_protected) {
+        return Err(ClusterError::Protected {
+            cluster: name.to_string(),
+        });
+    }
+    let deleting =
+        json!({"metadata": {"annotations": {PHASE_ANNOTATION: Phase::Deleting.as_str()}}});
+    if let Some((workload, _)) = &in_workload {
+        (opts.progress)(
+            name,
+            "left the repository: moving its CAPI objects back (reverse pivot)",
+        );
+        workload
+            .merge_patch(&stub, &deleting)
+            .await
+            .map_err(api_err("record phase Deleting"))?;
+        reverse(mgmt, workload, name, opts).await?;
+    } else if let Some(workload) = reach_workload(mgmt, name).await? {
+        // A reverse pivot a killed run left half-done is finished first.
+        if workload.get(&stub).await.ok().flatten().is_some() {
+            reverse(mgmt, &workload, name, opts).await?;
+        }
+    }
+    if mgmt
+        .get(&stub)
+        .await
+        .map_err(api_err("read the Cluster"))?
+        .is_some()
+    {
+        (opts.progress)(name, "left the repository: deleting the Cluster");
+        mgmt.merge_patch(&stub, &deleting)
+            .await
+            .map_err(api_err("record phase Deleting"))?;
+        mgmt.delete(&stub)
+            .await
+            .map_err(api_err("delete the Cluster"))?;
+        wait_gone(mgmt, &stub, opts).await?;
+    }
+    for stage in [StageName::Bootstrap, StageName::Workload] {
+        mgmt.delete(&inventory::inventory_object(name, stage, &[]))
+            .await
+            .map_err(api_err("delete the inventory"))?;
+    }
+    let kept = json!({"apiVersion": "v1", "kind": "Secret",
+                      "metadata": {"name": format!("{name}-kubeconfig"), "namespace": AGENT_NAMESPACE}});
+    mgmt.delete(&kept)
+        .await
+        .map_err(api_err("delete the kept kubeconfig"))?;
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    mgmt.delete(&namespace)
+        .await
+        .map_err(api_err("delete the namespace"))?;
+    (opts.progress)(name, "deleted");
+    Ok(())
+}
+
+async fn reverse(
+    mgmt: &KubeClusterApi,
+    workload: &KubeClusterApi,
+    name: &str,
+    opts: &ApplyOptions,
+) -> Result<(), ClusterError> {
+    let mover = Mover {
+        source: workload,
+        target: mgmt,
+        direction: Direction::Reverse,
+        cluster: name,
+        opts: super::pivoted::move_options(opts),
+    };
+    mover.run().await?;
+    Ok(())
+}
+
+/// Polls until the object is gone.
+async fn wait_gone(
+    api: &impl ClusterApi,
+    obj: &Value,
+    opts: &ApplyOptions,
+) -> Result<(), ClusterError> {
+    let start = std::time::Instant::now();
+    while api
+        .get(obj)
+        .await
+        .map_err(api_err("wait for the deletion"))?
+        .is_some()
+    {
+        if start.elapsed() > opts.timeout {
+            return Err(ClusterError::Wait {
+                step: "waiting for the Cluster to be deleted",
+                source: crate::apply::wait::WaitError::Timeout {
+                    waited: opts.timeout,
+                    unready: vec![format!(
+                        "{}: still exists",
+                        crate::render::kinds::object_ref(obj)
+                    )],
+                },
+            });
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! `cairn pivot` and `cairn agent`: thin wrappers over `pivot::mover` and `agent`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use cairn::apply::api::KubeClusterApi;
+use cairn::apply::pivoted::reach_workload;
+use cairn::apply::progress::log_lines;
+use cairn::pivot::discover::discover;
+use cairn::pivot::mover::{MoveOptions, Mover};
+use cairn::pivot::steps::{Direction, FAULT_ENV, Step, fault_step};
+
+/// `CAIRN_FAULT_AFTER`, checked: an unknown step name is an error, not silently ignored.
+pub fn fault_after() -> Result<Option<Step>> {
+    let Ok(value) = std::env::var(FAULT_ENV) else {
+        return Ok(None);
+    };
+    match fault_step(Some(&value)) {
+        Some(step) => Ok(Some(step)),
+        None => {
+            bail!("{FAULT_ENV}={value} names no pivot step; `cairn pivot --list-steps` lists them")
+        }
+    }
+}
+
+/// The step names, one a line.
+pub fn list_steps() -> String {
+    Step::ALL
+        .iter()
+        .map(|s| format!("{}\n", s.name()))
+        .collect()
+}
+
+/// The step names with what each leaves done, for `--help`.
+pub fn steps_help() -> String {
+    Step::ALL
+        .iter()
+        .map(|s| format!("  {:<20} {}", s.name(), s.describe()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub struct PivotArgs {
+    pub cluster: String,
+    pub reverse: bool,
+    pub dry_run: bool,
+    pub json: bool,
+    pub timeout: Duration,
+}
+
+/// Moves one cluster's CAPI objects (or prints the plan with `dry_run`).
+pub async fn pivot(mgmt: KubeClusterApi, args: PivotArgs) -> Result<()> {
+    let workload = reach_workload(&mgmt, &args.cluster)
+        .await?
+        .with_context(|| {
+            format!(
+                "cannot reach the workload cluster of {0}: neither cairn-system/{0}-kubeconfig nor {0}/{0}-kubeconfig exists in the management cluster",
+                args.cluster
+            )
+        })?;
+    let (source, target, direction) = if args.reverse {
+        (&workload, &mgmt, Direction::Reverse)
+    } else {
+        (&mgmt, &workload, Direction::Forward)
+    };
+    if args.dry_run {
+        return print_plan(source, &args).await;
+    }
+    let mover = Mover {
+        source,
+        target,
+        direction,
+        cluster: &args.cluster,
+        opts: MoveOptions {
+            timeout: args.timeout,
+            progress: log_lines(),
+            fault_after: fault_after()?,
+        },
+    };
+    let report = mover.run().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.already_moved {
+        eprintln!(
+            "cluster {}: its CAPI objects already are in the target; nothing to do",
+            args.cluster
+        );
+    } else {
+        eprintln!(
+            "cluster {}: moved {} objects in {} groups ({} deleted from the source) in {:.1}s{}",
+            args.cluster,
+            report.created,
+            report.groups,
+            report.deleted,
+            report.seconds,
+            report
+                .resumed_after
+                .as_ref()
+                .map(|s| format!(", resuming after step {s}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn print_plan(source: &KubeClusterApi, args: &PivotArgs) -> Result<()> {
+    let discovered = discover(source, &args.cluster)
+        .await?
+        .with_context(|| format!("Cluster {0}/{0} is not in the source cluster", args.cluster))?;
+    let groups: Vec<Vec<String>> = discovered
+        .sequence
+        .groups
+        .iter()
+        .map(|g| g.iter().map(ToString::to_string).collect())
+        .collect();
+    let unplaceable: Vec<String> = discovered
+        .sequence
+        .unplaceable
+        .iter()
+        .map(|(k, why)| format!("{k}: {why}"))
+        .collect();
+    if args.json {
+        let plan = serde_json::json!({
+            "cluster": args.cluster,
+            "direction": if args.reverse { "reverse" } else { "forward" },
+            "objects": discovered.count(),
+            "groups": groups,
+            "unplaceable": unplaceable,
+        });
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(());
+    }
+    println!(
+        "move plan for cluster {} ({}): {} objects in {} groups",
+        args.cluster,
+        if args.reverse {
+            "workload -> management"
+        } else {
+            "management -> workload"
+        },
+        discovered.count(),
+        groups.len()
+    );
+    for (i, group) in groups.iter().enumerate() {
+        println!("group {}:", i + 1);
+        for object in group {
+            println!("  {object}");
+        }
+    }
+    for line in &unplaceable {
+        println!("cannot be placed: {line}");
+    }
+    Ok(())
+}
+
+pub struct AgentArgs {
+    pub cluster: String,
+    pub kubeconfig: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+    pub source_url: Option<String>,
+    pub branch: Option<String>,
+    pub poll_interval: Duration,
+    pub state_dir: Option<PathBuf>,
+    pub timeout: Duration,
+    pub prune: bool,
+    pub once: bool,
+}
+
+/// The agent loop until SIGTERM or Ctrl-C.
+pub async fn agent(args: AgentArgs) -> Result<u8> {
+    let client = match &args.kubeconfig {
+        Some(path) => {
+            let yaml = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            cairn::kube_client::client_from_kubeconfig(&yaml)
+                .await
+                .with_context(|| format!("kubeconfig {}", path.display()))?
+        }
+        None => kube::Client::try_default()
+            .await
+            .context("no in-cluster config (run inside the cluster, or pass --kubeconfig)")?,
+    };
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("cairn-agent-{}", args.cluster)));
+    let opts = cairn::agent::AgentOptions {
+        cluster: args.cluster.clone(),
+        config_file: args.config.clone(),
+        source_url: args.source_url.clone(),
+        branch: args.branch.clone(),
+        poll_interval: args.poll_interval,
+        state_dir,
+        timeout: args.timeout,
+        prune: args.prune,
+    };
+    let mut agent = cairn::agent::Agent::new(KubeClusterApi::new(client, false), opts);
+    if args.once {
+        let status = agent.pass().await;
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(if status.last_error.is_some() { 2 } else { 0 });
+    }
+    agent.run(shutdown_signal()).await;
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! The pivot for real (issue 5): `cairn apply` bootstraps an example cluster, installs the agent,
+//! moves the CAPI objects into the workload cluster and waits for the agent to report Ready; the
+//! agent then carries a commit out with the management API server stopped; a cluster that left
+//! the repository is moved back and deleted with `--prune`, unless it is protected. Real API
+//! servers, the provider simulator, a real git repository and the built `cairn` binary.
+
+mod env;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cairn::agent::status::read_status;
+use cairn::apply::api::{ClusterApi, KubeClusterApi};
+use cairn::apply::health::{Health, health};
+use cairn::apply::pivoted::reach_workload;
+use cairn::model::types::StageName;
+use cairn::render::render_repo;
+use serde_json::{Value, json};
+
+const CLUSTER: &str = "staging-aws-1";
+const CAPI: &str = "cluster.x-k8s.io/v1beta2";
+
+/// The CAPI kinds of an AWS cluster.
+const CAPI_KINDS: [(&str, &str); 10] = [
+    (CAPI, "Cluster"),
+    (CAPI, "MachineDeployment"),
+    (CAPI, "MachineSet"),
+    (CAPI, "Machine"),
+    (
+        "controlplane.cluster.x-k8s.io/v1beta2",
+        "KubeadmControlPlane",
+    ),
+    ("bootstrap.cluster.x-k8s.io/v1beta2", "KubeadmConfig"),
+    (
+        "bootstrap.cluster.x-k8s.io/v1beta2",
+        "KubeadmConfigTemplate",
+    ),
+    ("infrastructure.cluster.x-k8s.io/v1beta2", "AWSCluster"),
+    ("infrastructure.cluster.x-k8s.io/v1beta2", "AWSMachine"),
+    (
+        "infrastructure.cluster.x-k8s.io/v1beta2",
+        "AWSMachineTemplate",
+    ),
+];
+
+fn cairn(args: &[&str], kubeconfig: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env("CAIRN_LOG", "warn,cairn=info")
+        .output()
+        .expect("cairn runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+async fn capi_objects(api: &impl ClusterApi) -> Vec<Value> {
+    let mut all = Vec::new();
+    for (api_version, kind) in CAPI_KINDS {
+        if let Ok(items) = api.list(api_version, kind, Some(CLUSTER), None).await {
+            all.extend(items);
+        }
+    }
+    all
+}
+
+fn names(objects: &[Value]) -> Vec<String> {
+    objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn cluster_stub() -> Value {
+    json!({"apiVersion": CAPI, "kind": "Cluster", "metadata": {"name": CLUSTER, "namespace": CLUSTER}})
+}
+
+async fn get(
+    api: &impl ClusterApi,
+    api_version: &str,
+    kind: &str,
+    ns: &str,
+    name: &str,
+) -> Option<Value> {
+    let stub = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name, "namespace": ns}});
+    api.get(&stub).await.unwrap()
+}
+
+/// Polls `check` every half second until it returns `Ok`, or panics with its last complaint.
+async fn eventually<F, Fut>(what: &str, timeout: Duration, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let start = Instant::now();
+    loop {
+        match check().await {
+            Ok(()) => return,
+            Err(e) if start.elapsed() > timeout => {
+                panic!("{what}: still not true after {timeout:?}: {e}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// Every ownerReference of every object points at an object that exists, by uid.
+fn dangling_owners(objects: &[Value]) -> Vec<String> {
+    let uids: BTreeSet<&str> = objects
+        .iter()
+        .filter_map(|o| o["metadata"]["uid"].as_str())
+        .collect();
+    let mut dangling = Vec::new();
+    for obj in objects {
+        for owner in obj["metadata"]["ownerReferences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if !uids.contains(owner["uid"].as_str().unwrap_or_default()) {
+                dangling.push(format!(
+                    "{} -> {}",
+                    names(std::slice::from_ref(obj))[0],
+                    owner["name"]
+                ));
+            }
+        }
+    }
+    dangling
+}
+
+async fn secrets(api: &impl ClusterApi) -> Vec<Value> {
+    api.list("v1", "Secret", Some(CLUSTER), None)
+        .await
+        .unwrap_or_default()
+}
+
+async fn machine_deployment_ready(workload: &KubeClusterApi, replicas: i64) -> Result<(), String> {
+    let md = get(
+        workload,
+        CAPI,
+        "MachineDeployment",
+        CLUSTER,
+        &format!("{CLUSTER}-md-0"),
+    )
+    .await
+    .ok_or("no MachineDeployment md-0")?;
+    if md["spec"]["replicas"] != replicas {
+        return Err(format!("md-0 spec.replicas {}", md["spec"]["replicas"]));
+    }
+    match health(&md) {
+        Health::Ready => Ok(()),
+        other => Err(format!("md-0: {other:?}")),
+    }
+}
+
+async fn node_count(workload: &KubeClusterApi) -> usize {
+    workload
+        .list("v1", "Node", None, None)
+        .await
+        .map(|n| n.len())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_leaves_with_prune() {
+    let root = tempfile::tempdir().unwrap();
+    let mut mgmt = env::Management::start(root.path(), Duration::from_millis(100)).await;
+    let kubeconfig = mgmt.server.kubeconfig_path.clone();
+    let repo = root.path().join("fleet");
+    std::fs::create_dir_all(&repo).unwrap();
+    let first = env::example_git_repo(&repo, &["prod/vsphere-1.yaml", "dev/docker-1.yaml"]);
+    let source_url = format!("file://{}", repo.display());
+    let repo_arg = repo.to_str().unwrap();
+
+    // (1) Through `cairn apply`: bootstrap, agent, move, Ready reported by the agent.
+    let (ok, out) = cairn(
+        &[
+            "apply",
+            "--repo",
+            repo_arg,
+            "--source-url",
+            &source_url,
+            "--timeout",
+            "180s",
+        ],
+        &kubeconfig,
+    );
+    assert!(ok, "cairn apply failed:\n{out}");
+    assert!(out.contains("pivot: finish done"), "{out}");
+
+    let left = capi_objects(mgmt.api.as_ref()).await;
+    assert!(
+        left.is_empty(),
+        "CAPI objects left in the management cluster: {:?}",
+        names(&left)
+    );
+    let mgmt_secrets = names(&secrets(mgmt.api.as_ref()).await);
+    assert!(
+        !mgmt_secrets
+            .iter()
+            .any(|s| s.contains("-kubeconfig") || s.ends_with("-ca")),
+        "cluster Secrets left behind: {mgmt_secrets:?}"
+    );
+    let workload = reach_workload(mgmt.api.as_ref(), CLUSTER)
+        .await
+        .unwrap()
+        .expect("the kept kubeconfig reaches the workload cluster");
+
+    let cluster = workload
+        .get(&cluster_stub())
+        .await
+        .unwrap()
+        .expect("the Cluster moved");
+    assert_ne!(cluster["spec"]["paused"], true, "the Cluster is unpaused");
+    assert!(
+        cluster["metadata"]["annotations"]["cairn.dev/pivot"].is_null(),
+        "the journal is closed"
+    );
+    assert_eq!(
+        cluster["metadata"]["annotations"]["cairn.dev/phase"],
+        "Ready"
+    );
+    let kcp = get(
+        &workload,
+        "controlplane.cluster.x-k8s.io/v1beta2",
+        "KubeadmControlPlane",
+        CLUSTER,
+        &format!("{CLUSTER}-control-plane"),
+    )
+    .await
+    .expect("the control plane moved");
+    assert_eq!(
+        kcp["spec"]["replicas"], 3,
+        "the agent raised the control plane to full size"
+    );
+    assert_eq!(health(&kcp), Health::Ready, "{kcp:#}");
+    machine_deployment_ready(&workload, 3).await.unwrap();
+    let moved = capi_objects(&workload).await;
+    let machines: Vec<&Value> = moved.iter().filter(|o| o["kind"] == "Machine").collect();
+    assert_eq!(machines.len(), 6, "3 control-plane and 3 worker machines");
+    assert!(
+        machines
+            .iter()
+            .all(|m| m["status"]["nodeRef"]["name"].is_string()),
+        "every Machine has a Node"
+    );
+    assert_eq!(node_count(&workload).await, 6);
+    let mut everything = moved.clone();
+    everything.extend(secrets(&workload).await);
+    assert_eq!(
+        dangling_owners(&everything),
+        Vec::<String>::new(),
+        "every ownerReference resolves"
+    );
+    let workload_secrets = names(&secrets(&workload).await);
+    for secret in [
+        format!("Secret/{CLUSTER}-kubeconfig"),
+        format!("Secret/{CLUSTER}-ca"),
+    ] {
+        assert!(
+            workload_secrets.contains(&secret),
+            "{secret} moved: {workload_secrets:?}"
+        );
+    }
+    let rendered = render_repo(
+        &cairn::model::RepoSnapshot::from_dir(&repo).unwrap(),
+        &[CLUSTER.to_string()],
+    );
+    let addons = rendered.bundles[0]
+        .stage(StageName::Addons)
+        .unwrap()
+        .objects
+        .clone();
+    assert!(!addons.is_empty());
+    for addon in &addons {
+        assert!(
+            workload.get(addon).await.unwrap().is_some(),
+            "the agent applied {}",
+            addon["metadata"]["name"]
+        );
+    }
+    let status = read_status(&workload, CLUSTER)
+        .await
+        .unwrap()
+        .expect("the agent reports");
+    assert_eq!(
+        (status.phase.as_str(), status.revision.as_str()),
+        ("Ready", first.as_str())
+    );
+
+    // A second apply changes nothing and still finds the cluster Ready.
+    let (ok, out) = cairn(
+        &[
+            "apply",
+            "--repo",
+            repo_arg,
+            "--source-url",
+            &source_url,
+            "--timeout",
+            "60s",
+        ],
+        &kubeconfig,
+    );
+    assert!(ok, "{out}");
+    assert!(!out.contains("pivot:"), "no second move: {out}");
+
+    // (2) The management API server goes away; a commit scaling md-0 is carried out anyway.
+    mgmt.server.stop_apiserver();
+    let file = repo.join("clusters/staging/aws-1.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let scaled = text.replacen(
+        "replicas: 3\n      machine",
+        "replicas: 5\n      machine",
+        1,
+    );
+    assert_ne!(scaled, text, "the test found md-0's replicas");
+    std::fs::write(&file, scaled).unwrap();
+    env::git(&repo, &["commit", "-qam", "scale md-0 to 5"]);
+    let second = env::git(&repo, &["rev-parse", "HEAD"]);
+    eventually(
+        "the agent scales md-0 to 5 without the management cluster",
+        Duration::from_secs(120),
+        || async {
+            machine_deployment_ready(&workload, 5).await?;
+            let status = read_status(&workload, CLUSTER)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("no status")?;
+            if status.revision != second || status.phase != "Ready" {
+                return Err(format!("agent: {}", status.summary("")));
+            }
+            Ok(())
+        },
+    )
+    .await;
+    assert_eq!(node_count(&workload).await, 8);
+    mgmt.server.start_apiserver().await.unwrap();
+
+    // (4) The cluster leaves the repository. Protected, it is refused and kept.
+    std::fs::remove_file(&file).unwrap();
+    env::git(&repo, &["commit", "-qam", "remove staging-aws-1"]);
+    let protect = |value: Value| json!({"metadata": {"annotations": {"cairn.dev/protect": value}}});
+    workload
+        .merge_patch(&cluster_stub(), &protect(json!("true")))
+        .await
+        .unwrap();
+    let (ok, out) = cairn(
+        &["apply", "--repo", repo_arg, "--prune", "--timeout", "120s"],
+        &kubeconfig,
+    );
+    assert!(!ok, "a protected cluster must not be deleted:\n{out}");
+    assert!(
+        out.contains("is protected (annotation cairn.dev/protect"),
+        "{out}"
+    );
+    assert!(
+        workload.get(&cluster_stub()).await.unwrap().is_some(),
+        "still there"
+    );
+
+    // Unprotected: moved back (reverse pivot), then deleted.
+    workload
+        .merge_patch(&cluster_stub(), &protect(Value::Null))
+        .await
+        .unwrap();
+    let (ok, out) = cairn(
+        &["apply", "--repo", repo_arg, "--prune", "--timeout", "180s"],
+        &kubeconfig,
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("reverse pivot") && out.contains("deleted"),
+        "{out}"
+    );
+    assert!(
+        mgmt.api.get(&cluster_stub()).await.unwrap().is_none(),
+        "the Cluster is gone"
+    );
+    let kept = json!({"apiVersion": "v1", "kind": "Secret",
+                      "metadata": {"name": format!("{CLUSTER}-kubeconfig"), "namespace": "cairn-system"}});
+    assert!(
+        mgmt.api.get(&kept).await.unwrap().is_none(),
+        "the kept kubeconfig is gone"
+    );
+    eventually("the namespace goes", Duration::from_secs(60), || async {
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CLUSTER}});
+        match mgmt.api.get(&ns).await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(_) => Err("still there".into()),
+        }
+    })
+    .await;
+    eventually(
+        "the workload API server stops",
+        Duration::from_secs(60),
+        || async {
+            match workload.list("v1", "Node", None, None).await {
+                Err(_) => Ok(()),
+                Ok(nodes) => Err(format!("still answers ({} nodes)", nodes.len())),
+            }
+        },
+    )
+    .await;
+    mgmt.stop().await;
+}
