@@ -37,6 +37,15 @@ pub fn target_copy(obj: &Value, new_uid: impl Fn(&ObjectKey) -> Option<String>) 
         return copy;
     };
     map.remove("status");
+    // A Cluster always arrives paused, whatever the copy it was read from says: the target's
+    // controllers must not act before every object is there (the unpause step releases it).
+    if obj["kind"] == "Cluster"
+        && api_group(obj["apiVersion"].as_str().unwrap_or_default()) == "cluster.x-k8s.io"
+    {
+        if let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("paused".into(), Value::Bool(true));
+        }
+    }
     let namespace = obj
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -117,6 +126,20 @@ mod tests {
                 },
                 "spec": {"clusterName": "c"},
             })
+        );
+    }
+
+    #[test]
+    fn a_cluster_arrives_paused_even_when_read_unpaused() {
+        let cluster = json!({"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
+                             "metadata": {"name": "c", "namespace": "c"}, "spec": {"paused": false}});
+        assert_eq!(target_copy(&cluster, |_| None)["spec"]["paused"], true);
+        let other = json!({"apiVersion": "example.com/v1", "kind": "Cluster",
+                           "metadata": {"name": "c", "namespace": "c"}, "spec": {}});
+        assert!(
+            target_copy(&other, |_| None)["spec"]
+                .get("paused")
+                .is_none()
         );
     }
 

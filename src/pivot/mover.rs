@@ -293,8 +293,10 @@ impl<A: ClusterApi> Mover<'_, A> {
             self.wait_block_move(&discovered).await?;
             self.done(self.source, Step::WaitBlockMove).await?;
         }
-        // Creating is repeated in full on a resume: every object is created or replaced, so
-        // the owners' uids in the target are known again.
+        // Read again now that the source is paused: what was read before may have changed
+        // since (and would arrive unpaused). Creating is repeated in full on a resume: every
+        // object is created or replaced, so the owners' uids in the target are known again.
+        let discovered = self.discover_source().await?;
         report.created = self
             .create(&discovered, pending(Step::CreateFirstGroup))
             .await?;

@@ -41,6 +41,7 @@ pub fn machine_kind(template_kind: &str) -> &str {
 /// Creates the Machine, its KubeadmConfig and its infrastructure machine, each owned as the
 /// real controllers own them. Returns the Machine as the server has it.
 pub async fn create(ctx: &mut Ctx<'_>, m: NewMachine<'_>) -> Result<Value, SimulatorError> {
+    ctx.ensure_active().await?;
     let server = ctx.server.clone();
     let namespace = ctx.namespace.clone();
     let template_api = s(m.infra_template, "/apiVersion");
@@ -296,6 +297,7 @@ async fn provision(
 /// Deletes a machine with everything it owns (Node, infrastructure machine, KubeadmConfig and
 /// its data Secret), as the machine controller does before it drops its finalizer.
 pub async fn delete(ctx: &mut Ctx<'_>, machine: &Value) -> Result<(), SimulatorError> {
+    ctx.ensure_active().await?;
     let server = ctx.server.clone();
     let namespace = ctx.namespace.clone();
     if let (Some(workload), Some(node)) = (

@@ -171,6 +171,8 @@ pub enum SimulatorError {
         #[source]
         source: Box<kube::Error>,
     },
+    #[error("Cluster {cluster} was paused or moved during the pass; it stops here")]
+    Interrupted { cluster: String },
     #[error("Cluster {cluster}: {source}")]
     InCluster {
         cluster: String,
@@ -267,6 +269,19 @@ impl Ctx<'_> {
             self.state.workload = Some(started);
         }
         self.write_secrets(kcp).await
+    }
+
+    /// Fails with [`SimulatorError::Interrupted`] when the Cluster has been paused (or moved
+    /// away) since the pass read it: like CAPI's controllers, which check `spec.paused` before
+    /// they act, the simulator must not create or delete machines under a running move.
+    pub async fn ensure_active(&self) -> Result<(), SimulatorError> {
+        let cluster = objects::ident(CAPI, "Cluster", &self.namespace, &self.name);
+        match self.server.fetch(&cluster).await? {
+            Some(live) if !is_paused(&live) => Ok(()),
+            _ => Err(SimulatorError::Interrupted {
+                cluster: format!("{}/{}", self.namespace, self.name),
+            }),
+        }
     }
 
     /// Deletes `obj` from the server the Cluster lives in, reporting it when it was there.
@@ -588,6 +603,10 @@ pub async fn run(
 
 /// Logs and reports a failure concerning the Cluster `key`; the pass goes on.
 fn report_in_cluster(report: &mut Report, key: &str, result: Result<(), SimulatorError>) {
+    if let Err(SimulatorError::Interrupted { .. }) = result {
+        tracing::debug!(cluster = %key, "paused or moved during the pass");
+        return;
+    }
     if let Err(e) = result {
         tracing::warn!(cluster = %key, "{e}");
         report.errors.push(SimulatorError::InCluster {
