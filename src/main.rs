@@ -115,10 +115,6 @@ enum Command {
         /// The revision recorded on each Cluster (`cairn.dev/revision`).
         #[arg(long, default_value = "working-tree")]
         revision: String,
-        /// Git URL the agents of pivoted clusters read (overrides fleet.yaml `spec.source.url`),
-        /// e.g. a `file://` repository for local runs.
-        #[arg(long, value_name = "URL")]
-        source_url: Option<String>,
     },
     /// Move one cluster's CAPI objects into its own workload cluster (or back with --reverse).
     ///
@@ -248,6 +244,10 @@ struct TargetArgs {
     /// Kubeconfig of the management cluster (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
+    /// Git URL the agents of pivoted clusters read (overrides fleet.yaml `spec.source.url`),
+    /// e.g. a `file://` repository for local runs.
+    #[arg(long, value_name = "URL")]
+    source_url: Option<String>,
 }
 
 impl TargetArgs {
@@ -373,10 +373,8 @@ fn run(command: Command) -> Result<u8> {
             concurrency,
             force_conflicts,
             revision,
-            source_url,
         } => {
             let mut opts = ApplyOptions::new(prune, timeout, revision);
-            opts.source_url = source_url;
             opts.fault_after = cli::fault_after()?;
             tokio::runtime::Runtime::new()?.block_on(apply(
                 &repo,
@@ -404,6 +402,7 @@ fn run(command: Command) -> Result<u8> {
             let target = TargetArgs {
                 clusters: Vec::new(),
                 kubeconfig,
+                source_url: None,
             };
             let args = cli::PivotArgs {
                 cluster: cluster.context("name the cluster to pivot")?,
@@ -515,10 +514,19 @@ fn render(repo: &RepoArgs, clusters: &[String], out: &str) -> Result<u8> {
 }
 
 /// Renders the selected clusters; diagnostics are printed, and errors end the command.
-fn rendered_bundles(repo: &RepoArgs, clusters: &[String]) -> Result<Option<Vec<render::Bundle>>> {
-    let rendered = render::render_repo(&repo.snapshot()?, clusters);
+fn rendered_bundles(repo: &RepoArgs, target: &TargetArgs) -> Result<Option<Vec<render::Bundle>>> {
+    let rendered = render::render_repo(&repo.snapshot()?, &target.clusters);
     print_diagnostics(&rendered.diagnostics);
-    Ok((!rendered.has_errors()).then_some(rendered.bundles))
+    if rendered.has_errors() {
+        return Ok(None);
+    }
+    let mut bundles = rendered.bundles;
+    if let Some(url) = &target.source_url {
+        for bundle in &mut bundles {
+            render::pivot::override_source_url(bundle, url);
+        }
+    }
+    Ok(Some(bundles))
 }
 
 async fn diff(
@@ -527,7 +535,7 @@ async fn diff(
     prune: bool,
     output: OutputFormat,
 ) -> Result<u8> {
-    let Some(bundles) = rendered_bundles(repo, &target.clusters)? else {
+    let Some(bundles) = rendered_bundles(repo, target)? else {
         return Ok(EXIT_ERROR);
     };
     let mgmt = Arc::new(target.management(false).await?);
@@ -564,7 +572,7 @@ async fn apply(
     concurrency: usize,
     force_conflicts: bool,
 ) -> Result<u8> {
-    let Some(bundles) = rendered_bundles(repo, &target.clusters)? else {
+    let Some(bundles) = rendered_bundles(repo, target)? else {
         return Ok(EXIT_ERROR);
     };
     let mgmt = Arc::new(target.management(force_conflicts).await?);

@@ -317,6 +317,12 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
     );
     assert!(ok, "{out}");
     assert!(!out.contains("pivot:"), "no second move: {out}");
+    // ...and a diff of the pivoted cluster (read where its objects now live) finds nothing.
+    let (same, out) = cairn(
+        &["diff", "--repo", repo_arg, "--source-url", &source_url],
+        &kubeconfig,
+    );
+    assert!(same, "cairn diff after apply:\n{out}");
 
     // (2) The management API server goes away; a commit scaling md-0 is carried out anyway.
     mgmt.server.stop_apiserver();

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::apply::api::{ClusterApi, KubeClusterApi};
 use crate::apply::cluster::{
-    ApplyOptions, ClusterError, ClusterReport, Phase, apply_addons, capi_cluster, converge_capi,
-    desired_hash, provision, record_phase,
+    ApplyOptions, ClusterError, ClusterReport, Phase, apply_addons, as_pivoted, capi_cluster,
+    converge_capi, desired_hash, provision, record_phase,
 };
 use crate::model::diag::Diagnostic;
 use crate::pivot::checks::is_paused;
@@ -180,7 +180,10 @@ impl Agent {
         match rendered.bundles.into_iter().next() {
             Some(bundle) if !rendered.diagnostics.iter().any(Diagnostic::is_error) => {
                 tracing::info!(cluster = %self.opts.cluster, %revision, "rendered a new revision");
-                self.good = Some(Good { revision, bundle });
+                self.good = Some(Good {
+                    revision,
+                    bundle: as_pivoted(&bundle),
+                });
                 Ok(())
             }
             _ => Err(format!(

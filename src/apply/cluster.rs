@@ -98,8 +98,6 @@ pub struct ApplyOptions {
     pub revision: String,
     /// Where each step is reported.
     pub progress: Progress,
-    /// Overrides the agents' git source URL (fleet.yaml `spec.source.url`).
-    pub source_url: Option<String>,
     /// Exit right after this pivot step (`CAIRN_FAULT_AFTER`, a testing aid).
     pub fault_after: Option<crate::pivot::steps::Step>,
 }
@@ -112,7 +110,6 @@ impl ApplyOptions {
             timeout,
             revision: revision.into(),
             progress: super::progress::log_lines(),
-            source_url: None,
             fault_after: None,
         }
     }
@@ -491,6 +488,43 @@ pub async fn apply_addons(
     Ok(())
 }
 
+/// The bundle as it applies inside a pivoted workload cluster: there the pivot stage owns the
+/// objects it shares with the bootstrap stage (the cluster's Namespace, which its Role needs),
+/// so the bootstrap stage leaves them alone instead of fighting over their labels.
+pub fn as_pivoted(bundle: &Bundle) -> Bundle {
+    let pivot_keys: Vec<ObjectKey> = stage(bundle, StageName::Pivot)
+        .iter()
+        .map(ObjectKey::of)
+        .collect();
+    let mut pivoted = bundle.clone();
+    for s in pivoted
+        .stages
+        .iter_mut()
+        .filter(|s| s.name == StageName::Bootstrap)
+    {
+        s.objects
+            .retain(|o| !pivot_keys.contains(&ObjectKey::of(o)));
+    }
+    pivoted
+}
+
+/// The plan of a stage whose cluster does not exist yet: everything is created.
+fn all_created(
+    stage_name: StageName,
+    objects: &[Value],
+    prune: bool,
+) -> Vec<crate::diff::plan::ObjectChange> {
+    let observed: Vec<crate::diff::plan::Observed> = objects
+        .iter()
+        .map(|o| crate::diff::plan::Observed {
+            desired: o.clone(),
+            dry_run: None,
+            live: None,
+        })
+        .collect();
+    crate::diff::plan::plan_stage(stage_name, &observed, &[], prune)
+}
+
 /// What applying a cluster would do (no writes): management-side stages against the
 /// management cluster, add-ons against the workload cluster when it exists.
 pub async fn diff_cluster(
@@ -507,24 +541,39 @@ pub async fn diff_cluster(
         step: "diff",
         source,
     };
+    // A pivoted cluster's CAPI objects live in the workload cluster (reached through the
+    // kubeconfig kept in cairn-system); the others' in the management cluster.
+    let pivoted = match bundle.pivot {
+        true => super::pivoted::live_in_workload(mgmt, name)
+            .await?
+            .map(|(api, _)| api),
+        false => None,
+    };
+    let in_mgmt = mgmt
+        .get(&capi_cluster(name))
+        .await
+        .map_err(api_err)?
+        .is_some();
+    let (capi_api, workload, bundle) = match pivoted {
+        Some(api) if !in_mgmt => (None, Some(api), &as_pivoted(bundle)),
+        _ => (Some(mgmt), workload_api(mgmt, name).await?, bundle),
+    };
     let shared = handed_over(bundle);
     for (stage_name, create_only) in [
         (StageName::Bootstrap, shared.as_slice()),
         (StageName::Workload, &[][..]),
     ] {
-        let changes = stage::plan(
-            mgmt,
-            name,
-            stage_name,
-            stage(bundle, stage_name),
-            create_only,
-            prune,
-        )
-        .await
+        let objects = stage(bundle, stage_name);
+        let changes = match (capi_api, &workload) {
+            (Some(api), _) => stage::plan(api, name, stage_name, objects, create_only, prune).await,
+            (None, Some(api)) => {
+                stage::plan(api, name, stage_name, objects, create_only, prune).await
+            }
+            (None, None) => Ok(all_created(stage_name, objects, prune)),
+        }
         .map_err(api_err)?;
         plan.changes.extend(changes);
     }
-    let workload = workload_api(mgmt, name).await?;
     for stage_name in [StageName::Pivot, StageName::Addons] {
         let objects = stage(bundle, stage_name);
         let changes = match &workload {
@@ -532,19 +581,7 @@ pub async fn diff_cluster(
                 .await
                 .map_err(api_err)?,
             // No workload cluster yet: everything will be created.
-            None => crate::diff::plan::plan_stage(
-                stage_name,
-                &objects
-                    .iter()
-                    .map(|o| crate::diff::plan::Observed {
-                        desired: o.clone(),
-                        dry_run: None,
-                        live: None,
-                    })
-                    .collect::<Vec<_>>(),
-                &[],
-                prune,
-            ),
+            None => all_created(stage_name, objects, prune),
         };
         plan.changes.extend(changes);
     }

@@ -20,7 +20,7 @@ use crate::model::types::StageName;
 use crate::pivot::mover::{MoveOptions, Mover, kept_kubeconfig};
 use crate::pivot::steps::{Direction, Journal};
 use crate::render::Bundle;
-use crate::render::pivot::{AGENT_NAME, AGENT_NAMESPACE, with_source_url};
+use crate::render::pivot::{AGENT_NAME, AGENT_NAMESPACE};
 
 fn api_err(step: &'static str) -> impl FnOnce(super::api::ApiError) -> ClusterError {
     move |source| ClusterError::Api { step, source }
@@ -108,7 +108,7 @@ pub async fn apply_pivoted(
     Ok(report)
 }
 
-/// The pivot stage into the workload cluster (with the source URL override), then the wait
+/// The pivot stage into the workload cluster, then the wait
 /// until the agent runs. Returns whether anything was written.
 async fn install_agent(
     workload: &KubeClusterApi,
@@ -117,12 +117,8 @@ async fn install_agent(
     report: &mut ClusterReport,
 ) -> Result<bool, ClusterError> {
     let name = bundle.cluster.as_str();
-    let mut objects = stage(bundle, StageName::Pivot).to_vec();
-    if let Some(url) = &opts.source_url {
-        objects = with_source_url(&objects, url);
-    }
     let group = Group {
-        objects,
+        objects: stage(bundle, StageName::Pivot).to_vec(),
         wait: false,
         create_only: false,
     };

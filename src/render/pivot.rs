@@ -62,8 +62,19 @@ pub fn pivot_objects(rc: &ResolvedCluster, fleet: &Fleet, addon_objects: &[Value
     ]
 }
 
-/// The pivot stage with the agent's git source URL replaced (`--source-url`).
-pub fn with_source_url(objects: &[Value], url: &str) -> Vec<Value> {
+/// Points the agent of a bundle at another git URL (`--source-url`).
+pub fn override_source_url(bundle: &mut super::Bundle, url: &str) {
+    for stage in bundle
+        .stages
+        .iter_mut()
+        .filter(|s| s.name == crate::model::types::StageName::Pivot)
+    {
+        stage.objects = with_source_url(&stage.objects, url);
+    }
+}
+
+/// The pivot stage with the agent's git source URL replaced.
+fn with_source_url(objects: &[Value], url: &str) -> Vec<Value> {
     let config_name = format!("{AGENT_NAME}-config");
     objects
         .iter()
