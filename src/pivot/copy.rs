@@ -41,10 +41,9 @@ pub fn target_copy(obj: &Value, new_uid: impl Fn(&ObjectKey) -> Option<String>) 
     // controllers must not act before every object is there (the unpause step releases it).
     if obj["kind"] == "Cluster"
         && api_group(obj["apiVersion"].as_str().unwrap_or_default()) == "cluster.x-k8s.io"
+        && let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut)
     {
-        if let Some(spec) = map.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.insert("paused".into(), Value::Bool(true));
-        }
+        spec.insert("paused".into(), Value::Bool(true));
     }
     let namespace = obj
         .pointer("/metadata/namespace")
