@@ -125,7 +125,7 @@ enum Command {
     /// (annotation cairn.dev/pivot): a run killed anywhere is finished by the next one.
     ///
     /// Testing aid: CAIRN_FAULT_AFTER=<step> exits the process (code 86, no cleanup) right after
-    /// that step. The steps, in order:
+    /// that step. The steps, in order, are listed below the options.
     #[command(after_long_help = cli::steps_help())]
     Pivot {
         /// The cluster to move (its CAPI objects live in the namespace of that name).
