@@ -22,6 +22,12 @@ use cairn::render::render_repo;
 use serde_json::Value;
 
 const CLUSTER: &str = "dev-docker-1";
+const CANARY: &str = "canary-7d1f0c-never-print-me";
+
+fn base64(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
 
 /// Runs `cairn pivot CLUSTER`, optionally reversed and with a fault; returns the exit code and output.
 fn pivot(kubeconfig: &Path, reverse: bool, fault: Option<Step>) -> (Option<i32>, String) {
@@ -158,6 +164,12 @@ async fn every_pivot_step_can_crash_and_the_rerun_converges_both_ways() {
         .await
         .unwrap()
         .unwrap();
+    // A Secret that moves by its label alone, holding a canary no output may show.
+    let canary_secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "cloud-credentials", "namespace": CLUSTER,
+                     "labels": {"clusterctl.cluster.x-k8s.io/move": ""}},
+        "stringData": {"password": CANARY}});
+    mgmt.api.apply(&canary_secret).await.unwrap();
     let expected: BTreeSet<ObjectKey> = discover(mgmt.api.as_ref(), CLUSTER)
         .await
         .unwrap()
@@ -166,6 +178,31 @@ async fn every_pivot_step_can_crash_and_the_rerun_converges_both_ways() {
         .into_keys()
         .collect();
     assert!(expected.len() >= 20, "a real graph: {expected:?}");
+    assert!(
+        expected.contains(&ObjectKey::of(&canary_secret)),
+        "the move label moves it"
+    );
+    let mut outputs = Vec::new();
+    for format in ["text", "json"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args([
+                "pivot",
+                CLUSTER,
+                "--dry-run",
+                "--output",
+                format,
+                "--kubeconfig",
+            ])
+            .arg(&kubeconfig)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success() && text.contains("Secret/dev-docker-1/cloud-credentials"),
+            "{text}"
+        );
+        outputs.push(text);
+    }
 
     let (code, listed) = {
         let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
@@ -211,10 +248,29 @@ async fn every_pivot_step_can_crash_and_the_rerun_converges_both_ways() {
                 out.contains(&format!("pivot: {} done", step.name())),
                 "{what}\n{out}"
             );
+            outputs.push(out);
             let (code, out) = pivot(&kubeconfig, reverse, None);
             assert_eq!(code, Some(0), "{what}: the rerun completes\n{out}");
+            outputs.push(out);
             assert_converged(to, from, &expected, &what).await;
         }
+    }
+    let moved = mgmt
+        .api
+        .get(&canary_secret)
+        .await
+        .unwrap()
+        .expect("the Secret is back");
+    assert_eq!(
+        moved["data"]["password"],
+        base64(CANARY),
+        "its value arrived intact"
+    );
+    for out in &outputs {
+        assert!(
+            !out.contains(CANARY) && !out.contains(&base64(CANARY)),
+            "a Secret value leaked:\n{out}"
+        );
     }
     mgmt.stop().await;
 }
