@@ -354,6 +354,29 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
     )
     .await;
     assert_eq!(node_count(&workload).await, 8);
+    // The source goes away: the agent keeps the last good revision and says the source is stale.
+    let moved_away = root.path().join("fleet-moved-away");
+    std::fs::rename(&repo, &moved_away).unwrap();
+    eventually(
+        "the agent reports a stale source",
+        Duration::from_secs(60),
+        || async {
+            let status = read_status(&workload, CLUSTER)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("no status")?;
+            match (
+                status.source_stale,
+                status.revision == second,
+                status.phase.as_str(),
+            ) {
+                (true, true, "Ready") => Ok(()),
+                _ => Err(status.summary("")),
+            }
+        },
+    )
+    .await;
+    std::fs::rename(&moved_away, &repo).unwrap();
     mgmt.server.start_apiserver().await.unwrap();
 
     // (4) The cluster leaves the repository. Protected, it is refused and kept.
