@@ -149,6 +149,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// One row per cluster: provider, phase, revision, where its CAPI objects live, machines
+    /// ready/desired, creation time and last error.
+    ///
+    /// Pivoted clusters are read through the kubeconfig kept in cairn-system, with their agent's
+    /// own record (phase, revision, last error). Exit code 2 when a cluster is unreachable.
+    Status {
+        /// Kubeconfig of the management cluster (default: $KUBECONFIG, then ~/.kube/config).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
     /// Run the agent of one pivoted cluster: converge it from git, in its own API server.
     ///
     /// Fetches the source, renders this cluster, applies its bootstrap (hand-over), workload and
@@ -416,6 +428,14 @@ fn run(command: Command) -> Result<u8> {
                 Ok(EXIT_OK)
             })
         }
+        Command::Status { kubeconfig, output } => {
+            let target = TargetArgs {
+                clusters: Vec::new(),
+                kubeconfig,
+                source_url: None,
+            };
+            tokio::runtime::Runtime::new()?.block_on(fleet_status(&target, output))
+        }
         Command::Agent {
             cluster,
             kubeconfig,
@@ -637,6 +657,17 @@ async fn apply(
     let deleted = removed.iter().filter(|o| o.result.is_ok()).count();
     eprintln!("{applied} cluster(s) applied, {deleted} deleted, {failed} failed");
     Ok(if failed > 0 { EXIT_ERROR } else { EXIT_OK })
+}
+
+async fn fleet_status(target: &TargetArgs, output: OutputFormat) -> Result<u8> {
+    let mgmt = target.management(false).await?;
+    let rows = cairn::apply::status::fleet_status(&mgmt).await?;
+    match output {
+        OutputFormat::Text => print!("{}", cairn::apply::status::table(&rows)),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
+    }
+    let unreachable = rows.iter().any(|r| r.location == "unreachable");
+    Ok(if unreachable { EXIT_ERROR } else { EXIT_OK })
 }
 
 /// One spinner per cluster on a terminal, showing the step it is at.

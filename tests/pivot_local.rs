@@ -317,6 +317,19 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
     );
     assert!(ok, "{out}");
     assert!(!out.contains("pivot:"), "no second move: {out}");
+    // `cairn status` reads the pivoted cluster through the kept kubeconfig, with its agent's record.
+    let status = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["status", "--output", "json", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{out}");
+    let rows: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(rows[0]["name"], CLUSTER);
+    assert_eq!(rows[0]["phase"], "Ready");
+    assert_eq!(rows[0]["location"], "workload");
+    assert_eq!(rows[0]["machines_ready"], 6);
     // ...and a diff of the pivoted cluster (read where its objects now live) finds nothing.
     let (same, out) = cairn(
         &["diff", "--repo", repo_arg, "--source-url", &source_url],

@@ -9,4 +9,5 @@ pub mod pivoted;
 pub mod progress;
 pub mod removal;
 pub mod stage;
+pub mod status;
 pub mod wait;
