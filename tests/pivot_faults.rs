@@ -121,6 +121,23 @@ async fn assert_converged(
         .iter()
         .filter_map(|o| o["metadata"]["uid"].as_str())
         .collect();
+    for obj in objects
+        .iter()
+        .filter(|o| expected.contains(&ObjectKey::of(o)))
+    {
+        // The source's field owners came along: the mover owns nothing.
+        let managers: Vec<&str> = obj["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["manager"].as_str())
+            .collect();
+        assert!(
+            !managers.contains(&cairn::apply::api::MOVE_MANAGER),
+            "{what}: {} is owned by the mover: {managers:?}",
+            ObjectKey::of(obj)
+        );
+    }
     for obj in &objects {
         for owner in obj["metadata"]["ownerReferences"]
             .as_array()

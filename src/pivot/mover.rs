@@ -335,23 +335,33 @@ impl<A: ClusterApi> Mover<'_, A> {
         let crds = provider_crds(self.source)
             .await
             .map_err(api("read the provider CRDs"))?;
-        let crds: Vec<Value> = crds.iter().map(|crd| target_copy(crd, |_| None)).collect();
         // Only what the target lacks: CRDs it has belong to whoever installed them there
-        // (clusterctl init, a previous move), and a move is no time to upgrade providers.
-        for crd in &crds {
-            let present = self
+        // (clusterctl init, a previous move), and a move is no time to upgrade providers. One
+        // list finds the labelled ones; only the others are read one by one.
+        let present: Vec<String> = provider_crds(self.target)
+            .await
+            .map_err(api("read the target's CRDs"))?
+            .iter()
+            .map(crd_name)
+            .collect();
+        let mut installed = Vec::new();
+        for crd in crds.iter().filter(|crd| !present.contains(&crd_name(crd))) {
+            let crd = target_copy(crd, |_| None);
+            let exists = self
                 .target
-                .get(crd)
+                .get(&crd)
                 .await
-                .map_err(api("read the target's CRDs"))?;
-            if present.is_none() {
+                .map_err(api("read the target's CRDs"))?
+                .is_some();
+            if !exists {
                 self.target
-                    .apply(crd)
+                    .apply(&crd)
                     .await
                     .map_err(api("install the provider CRDs"))?;
+                installed.push(crd);
             }
         }
-        wait_until(self.target, &crds, self.opts.timeout, |live| {
+        wait_until(self.target, &installed, self.opts.timeout, |live| {
             if is_established(live) {
                 Health::Ready
             } else {
@@ -465,6 +475,7 @@ impl<A: ClusterApi> Mover<'_, A> {
                     .create_or_replace(&copy)
                     .await
                     .map_err(api("create in the target"))?;
+                self.keep_field_owners(obj).await?;
                 let uid = live
                     .pointer("/metadata/uid")
                     .and_then(Value::as_str)
@@ -478,6 +489,24 @@ impl<A: ClusterApi> Mover<'_, A> {
             }
         }
         Ok(created)
+    }
+
+    /// A create records its own field manager for every field, whatever the request says; the
+    /// source's owners are put back with a patch (as clusterctl does), or after a pivot the
+    /// mover would co-own every field and a field removed from git would never be removed.
+    async fn keep_field_owners(&self, source_obj: &Value) -> Result<(), MoveError> {
+        let Some(owners) = source_obj
+            .pointer("/metadata/managedFields")
+            .filter(|m| m.as_array().is_some_and(|a| !a.is_empty()))
+        else {
+            return Ok(());
+        };
+        let patch = json!({"metadata": {"managedFields": owners}});
+        self.target
+            .merge_patch(source_obj, &patch)
+            .await
+            .map(|_| ())
+            .map_err(api("keep the field owners in the target"))
     }
 
     /// Deletes what is left in the source, unpauses the target and closes the journal.
@@ -530,6 +559,13 @@ impl<A: ClusterApi> Mover<'_, A> {
         tracing::debug!("deleted {} from the source", object_ref(obj));
         Ok(())
     }
+}
+
+fn crd_name(crd: &Value) -> String {
+    crd.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The kept copy of a workload kubeconfig: `cairn-system/<cluster>-kubeconfig`, key `value`.
