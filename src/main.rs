@@ -168,37 +168,7 @@ enum Command {
     /// records phase, revision, last error and last sync in the status of PivotPlan
     /// cairn-system/<cluster>. When the source is unreachable it keeps the last good revision
     /// and reports the source as stale. It never needs the management cluster.
-    Agent {
-        #[arg(long)]
-        cluster: String,
-        /// Kubeconfig of the workload cluster (default: the in-cluster service account).
-        #[arg(long, value_name = "FILE")]
-        kubeconfig: Option<PathBuf>,
-        /// The agent config (default: ConfigMap cairn-system/cairn-agent-config).
-        #[arg(long, value_name = "FILE")]
-        config: Option<PathBuf>,
-        /// Overrides the config's git URL.
-        #[arg(long, value_name = "URL")]
-        source_url: Option<String>,
-        /// Overrides the config's branch.
-        #[arg(long)]
-        branch: Option<String>,
-        /// Pause between passes, e.g. 30s, 1m.
-        #[arg(long, default_value = "30s", value_parser = parse_duration)]
-        poll_interval: Duration,
-        /// Where the git mirror is kept (default: a directory under $TMPDIR).
-        #[arg(long, value_name = "DIR", env = "CAIRN_STATE_DIR")]
-        state_dir: Option<PathBuf>,
-        /// Longest wait for any one step of a pass.
-        #[arg(long, default_value = "10m", value_parser = parse_duration)]
-        timeout: Duration,
-        /// Delete objects that left the repository.
-        #[arg(long)]
-        prune: bool,
-        /// One pass, its record printed as JSON; exit code 2 if it recorded an error.
-        #[arg(long)]
-        once: bool,
-    },
+    Agent(cli::AgentArgs),
     /// A local environment: real API servers and a Cluster API provider simulator.
     #[command(subcommand)]
     Local(LocalCommand),
@@ -436,29 +406,7 @@ fn run(command: Command) -> Result<u8> {
             };
             tokio::runtime::Runtime::new()?.block_on(fleet_status(&target, output))
         }
-        Command::Agent {
-            cluster,
-            kubeconfig,
-            config,
-            source_url,
-            branch,
-            poll_interval,
-            state_dir,
-            timeout,
-            prune,
-            once,
-        } => tokio::runtime::Runtime::new()?.block_on(cli::agent(cli::AgentArgs {
-            cluster,
-            kubeconfig,
-            config,
-            source_url,
-            branch,
-            poll_interval,
-            state_dir,
-            timeout,
-            prune,
-            once,
-        })),
+        Command::Agent(args) => tokio::runtime::Runtime::new()?.block_on(cli::agent(args)),
         Command::Local(command) => tokio::runtime::Runtime::new()?.block_on(local(command)),
         Command::Schema { out } => write_schemas(&out),
     }

@@ -155,6 +155,15 @@ pub fn capi_cluster(cluster: &str) -> Value {
            "metadata": {"name": cluster, "namespace": cluster}})
 }
 
+/// The error when the `<cluster>-kubeconfig` Secret a step needs is not there (any more).
+pub(super) fn kubeconfig_gone(cluster: &str) -> ClusterError {
+    ClusterError::Workload {
+        namespace: cluster.to_string(),
+        name: format!("{cluster}-kubeconfig"),
+        reason: "the Secret disappeared".into(),
+    }
+}
+
 /// A client for the workload cluster, from the `<cluster>-kubeconfig` Secret CAPI writes.
 pub async fn workload_api(
     mgmt: &impl ClusterApi,
@@ -359,11 +368,7 @@ pub async fn apply_cluster(
     converge_capi(mgmt, bundle, opts, wrote, &mut report).await?;
     let workload = workload_api(mgmt, name)
         .await?
-        .ok_or_else(|| ClusterError::Workload {
-            namespace: name.to_string(),
-            name: format!("{name}-kubeconfig"),
-            reason: "the Secret disappeared".into(),
-        })?;
+        .ok_or_else(|| kubeconfig_gone(name))?;
     apply_addons(&workload, bundle, opts, &mut report).await?;
     record_phase(mgmt, bundle, Phase::Ready, opts).await?;
     Ok(report)

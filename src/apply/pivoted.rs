@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use super::api::{ClusterApi, KubeClusterApi};
 use super::cluster::{
-    ApplyOptions, ClusterError, ClusterReport, Phase, capi_cluster, desired_hash, provision,
-    record_phase, report_stage, stage, stage_options, workload_api,
+    ApplyOptions, ClusterError, ClusterReport, Phase, capi_cluster, desired_hash, kubeconfig_gone,
+    provision, record_phase, report_stage, stage, stage_options, workload_api,
 };
 use super::stage::{Group, apply_stage};
 use super::wait::wait_healthy;
@@ -77,11 +77,7 @@ pub async fn apply_pivoted(
     }
     let workload = reach_workload(mgmt, name)
         .await?
-        .ok_or_else(|| ClusterError::Workload {
-            namespace: name.to_string(),
-            name: format!("{name}-kubeconfig"),
-            reason: "the Secret disappeared".into(),
-        })?;
+        .ok_or_else(|| kubeconfig_gone(name))?;
     let wrote = install_agent(&workload, bundle, opts, &mut report).await?;
     if wrote && !pivoted {
         record_phase(mgmt, bundle, Phase::AgentInstalled, opts).await?;

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::parse_duration;
+
 use cairn::apply::api::KubeClusterApi;
 use cairn::apply::pivoted::reach_workload;
 use cairn::apply::progress::log_lines;
@@ -155,16 +157,37 @@ async fn print_plan(source: &KubeClusterApi, args: &PivotArgs) -> Result<()> {
     Ok(())
 }
 
+#[derive(clap::Args)]
 pub struct AgentArgs {
+    /// The cluster this agent runs in (its name in the repository).
+    #[arg(long)]
     pub cluster: String,
+    /// Kubeconfig of the workload cluster (default: the in-cluster service account).
+    #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
+    /// The agent config (default: ConfigMap cairn-system/cairn-agent-config).
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Overrides the config's git URL.
+    #[arg(long, value_name = "URL")]
     pub source_url: Option<String>,
+    /// Overrides the config's branch.
+    #[arg(long)]
     pub branch: Option<String>,
+    /// Pause between passes, e.g. 30s, 1m.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub poll_interval: Duration,
+    /// Where the git mirror is kept (default: a directory under $TMPDIR).
+    #[arg(long, value_name = "DIR", env = "CAIRN_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Longest wait for any one step of a pass.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Delete objects that left the repository.
+    #[arg(long)]
     pub prune: bool,
+    /// One pass, its record printed as JSON; exit code 2 if it recorded an error.
+    #[arg(long)]
     pub once: bool,
 }
 
