@@ -459,3 +459,68 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
     .await;
     mgmt.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_killed_in_the_middle_of_the_pivot_is_finished_by_the_next_apply() {
+    let root = tempfile::tempdir().unwrap();
+    let mgmt = env::Management::start(root.path(), Duration::from_millis(100)).await;
+    let kubeconfig = mgmt.server.kubeconfig_path.clone();
+    let repo = root.path().join("fleet");
+    std::fs::create_dir_all(&repo).unwrap();
+    env::example_git_repo(&repo, &["prod/vsphere-1.yaml", "dev/docker-1.yaml"]);
+    let source_url = format!("file://{}", repo.display());
+    let args = [
+        "apply",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--source-url",
+        &source_url,
+        "--timeout",
+        "180s",
+    ];
+
+    // Killed right after the objects exist in both clusters, before the hand-over.
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .env(cairn::pivot::steps::FAULT_ENV, "create")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(cairn::pivot::steps::FAULT_EXIT_CODE),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let half = mgmt
+        .api
+        .get(&cluster_stub())
+        .await
+        .unwrap()
+        .expect("still in the management cluster");
+    assert_eq!(half["spec"]["paused"], true, "killed while paused");
+
+    let (ok, out) = cairn(&args, &kubeconfig);
+    assert!(ok, "the rerun finishes the pivot:\n{out}");
+    assert!(
+        out.contains("resuming") || out.contains("pivot: hand-over done"),
+        "{out}"
+    );
+    assert!(
+        capi_objects(mgmt.api.as_ref()).await.is_empty(),
+        "nothing left behind"
+    );
+    let workload = reach_workload(mgmt.api.as_ref(), CLUSTER)
+        .await
+        .unwrap()
+        .unwrap();
+    let cluster = workload.get(&cluster_stub()).await.unwrap().unwrap();
+    assert_ne!(cluster["spec"]["paused"], true);
+    assert_eq!(
+        cluster["metadata"]["annotations"]["cairn.dev/phase"],
+        "Ready"
+    );
+    machine_deployment_ready(&workload, 3).await.unwrap();
+    mgmt.stop().await;
+}

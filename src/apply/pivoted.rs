@@ -94,8 +94,14 @@ pub async fn apply_pivoted(
         (opts.progress)(
             name,
             &format!(
-                "pivoted: {} objects moved in {:.1}s",
-                moved.created, moved.seconds
+                "pivoted: {} objects moved in {:.1}s{}",
+                moved.created,
+                moved.seconds,
+                moved
+                    .resumed_after
+                    .as_ref()
+                    .map(|step| format!(" (resumed after step {step})"))
+                    .unwrap_or_default()
             ),
         );
         record_phase(&workload, bundle, Phase::Pivoted, opts).await?;
