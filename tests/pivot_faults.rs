@@ -272,6 +272,14 @@ async fn every_pivot_step_can_crash_and_the_rerun_converges_both_ways() {
             assert_converged(to, from, &expected, &what).await;
         }
     }
+    // The moves never took over the Namespace the bootstrap stage labelled.
+    let namespace =
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CLUSTER}});
+    let namespace = mgmt.api.get(&namespace).await.unwrap().unwrap();
+    assert_eq!(
+        namespace["metadata"]["labels"]["cairn.dev/stage"], "bootstrap",
+        "{namespace}"
+    );
     let moved = mgmt
         .api
         .get(&canary_secret)

@@ -415,9 +415,7 @@ impl<A: ClusterApi> Mover<'_, A> {
             .and_then(Value::as_str)
             .ok_or_else(|| problem("has no `value` key"))?;
         let mgmt = self.management();
-        let namespace =
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": AGENT_NAMESPACE}});
-        mgmt.apply(&namespace)
+        ensure_namespace(mgmt, AGENT_NAMESPACE)
             .await
             .map_err(api("create the cairn-system namespace"))?;
         mgmt.apply(&kubeconfig_copy(self.cluster, value))
@@ -459,10 +457,7 @@ impl<A: ClusterApi> Mover<'_, A> {
         discovered: &Discovered,
         journal_first: bool,
     ) -> Result<usize, MoveError> {
-        let namespace =
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.cluster}});
-        self.target
-            .apply(&namespace)
+        ensure_namespace(self.target, self.cluster)
             .await
             .map_err(api("create the namespace in the target"))?;
         let mut uids: HashMap<ObjectKey, String> = HashMap::new();
@@ -559,6 +554,16 @@ impl<A: ClusterApi> Mover<'_, A> {
         tracing::debug!("deleted {} from the source", object_ref(obj));
         Ok(())
     }
+}
+
+/// Creates the namespace when it is missing, and leaves one that exists alone: applying it
+/// would take over (and drop) the labels the stage that rendered it set.
+async fn ensure_namespace(api: &impl ClusterApi, name: &str) -> Result<(), ApiError> {
+    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    if api.get(&namespace).await?.is_none() {
+        api.create_or_replace(&namespace).await?;
+    }
+    Ok(())
 }
 
 fn crd_name(crd: &Value) -> String {
