@@ -384,6 +384,48 @@ impl DynamicApi {
             .map_err(request_failed(object_ref(obj), "replace"))
     }
 
+    /// The live object named by group, kind, namespace and name, at the version the server
+    /// prefers (for callers that know an object by its key only, like previews).
+    pub async fn get_by_key(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, KubeError> {
+        let what = if namespace.is_empty() {
+            format!("{kind}/{name}")
+        } else {
+            format!("{kind}/{namespace}/{name}")
+        };
+        let unknown = |source| KubeError::UnknownKind {
+            object: what.clone(),
+            api_version: group.to_string(),
+            kind: kind.to_string(),
+            source,
+        };
+        let api_group = kube::discovery::group(&self.client, group)
+            .await
+            .map_err(unknown)?;
+        let Some((resource, caps)) = api_group.recommended_kind(kind) else {
+            return Ok(None);
+        };
+        let api: Api<DynamicObject> = match caps.scope {
+            Scope::Namespaced => Api::namespaced_with(self.client.clone(), namespace, &resource),
+            Scope::Cluster => Api::all_with(self.client.clone(), &resource),
+        };
+        let found = api
+            .get_opt(name)
+            .await
+            .map_err(request_failed(what.clone(), "get"))?;
+        Ok(found.map(|o| {
+            let mut value = to_json(o);
+            value["apiVersion"] = Value::from(resource.api_version.clone());
+            value["kind"] = Value::from(kind);
+            value
+        }))
+    }
+
     /// Deletes the object (only the one with `obj`'s uid, when it has one). Returns false when it
     /// was already gone.
     pub async fn delete(&self, obj: &Value) -> Result<bool, KubeError> {

@@ -10,6 +10,7 @@ pub mod kube_client;
 pub mod local;
 pub mod model;
 pub mod pivot;
+pub mod preview;
 pub mod render;
 pub mod source;
 pub mod synth;

@@ -149,6 +149,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// What a change between two revisions does to the fleet, for a pull-request comment.
+    ///
+    /// Renders both revisions straight from git objects (no checkout) and reports a summary, what
+    /// the change means for machines (control planes and pools replaced or scaled, clusters
+    /// created or deleted, add-ons by layer), warnings a reviewer must not miss (skipped minor
+    /// version, downgrade, even control plane, protected cluster removed, a large share of the
+    /// fleet at once) and per-object diffs with Secret values redacted. Markdown fits one GitHub
+    /// comment; `--format json` is stable (see the README). Exit code 0, or 1 when the head
+    /// revision does not validate (the preview says why), 2 on error.
+    Preview(cli::preview::PreviewArgs),
     /// One row per cluster: provider, phase, revision, where its CAPI objects live, machines
     /// ready/desired, creation time and last error.
     ///
@@ -233,6 +243,15 @@ struct TargetArgs {
 }
 
 impl TargetArgs {
+    /// Just a management cluster, for commands that take no repository.
+    fn kubeconfig_only(kubeconfig: Option<PathBuf>) -> TargetArgs {
+        TargetArgs {
+            clusters: Vec::new(),
+            kubeconfig,
+            source_url: None,
+        }
+    }
+
     async fn management(&self, force_conflicts: bool) -> Result<KubeClusterApi> {
         let path = self
             .kubeconfig
@@ -381,11 +400,7 @@ fn run(command: Command) -> Result<u8> {
             timeout,
             output,
         } => {
-            let target = TargetArgs {
-                clusters: Vec::new(),
-                kubeconfig,
-                source_url: None,
-            };
+            let target = TargetArgs::kubeconfig_only(kubeconfig);
             let args = cli::PivotArgs {
                 cluster: cluster.context("name the cluster to pivot")?,
                 reverse,
@@ -399,13 +414,19 @@ fn run(command: Command) -> Result<u8> {
             })
         }
         Command::Status { kubeconfig, output } => {
-            let target = TargetArgs {
-                clusters: Vec::new(),
-                kubeconfig,
-                source_url: None,
-            };
+            let target = TargetArgs::kubeconfig_only(kubeconfig);
             tokio::runtime::Runtime::new()?.block_on(fleet_status(&target, output))
         }
+        Command::Preview(args) => tokio::runtime::Runtime::new()?.block_on(async {
+            let mgmt = match args.live {
+                true => {
+                    let target = TargetArgs::kubeconfig_only(args.kubeconfig.clone());
+                    Some(target.management(false).await?)
+                }
+                false => None,
+            };
+            cli::preview::preview(&args, mgmt).await
+        }),
         Command::Agent(args) => tokio::runtime::Runtime::new()?.block_on(cli::agent(args)),
         Command::Local(command) => tokio::runtime::Runtime::new()?.block_on(local(command)),
         Command::Schema { out } => write_schemas(&out),

@@ -337,6 +337,68 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
     );
     assert!(same, "cairn diff after apply:\n{out}");
 
+    // A pull request scaling md-0, previewed against the live (pivoted) cluster: the change is
+    // told apart from what is already live. On a branch, so the agent (on main) does not see it.
+    env::git(&repo, &["checkout", "-qb", "scale-md-0"]);
+    let file = repo.join("clusters/staging/aws-1.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replacen(
+            "replicas: 3\n      machine",
+            "replicas: 4\n      machine",
+            1,
+        ),
+    )
+    .unwrap();
+    env::git(&repo, &["commit", "-qam", "scale md-0 to 4"]);
+    env::git(&repo, &["checkout", "-q", "main"]);
+    let preview = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args([
+            "preview",
+            "--repo",
+            repo_arg,
+            "--base",
+            "main",
+            "--head",
+            "scale-md-0",
+            "--live",
+            "--format",
+            "json",
+            "--kubeconfig",
+        ])
+        .arg(&kubeconfig)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&preview.stdout);
+    assert!(
+        preview.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&preview.stderr)
+    );
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let live = &report["live"]["clusters"][0];
+    assert_eq!(live["cluster"], CLUSTER, "{live:#}");
+    assert!(live["unavailable"].is_null(), "{live:#}");
+    let changed: Vec<&str> = live["change"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o["name"].as_str())
+        .collect();
+    assert_eq!(
+        changed,
+        vec![format!("{CLUSTER}-md-0").as_str()],
+        "{live:#}"
+    );
+    assert!(
+        report["clusters"][0]["impact"]
+            .to_string()
+            .contains("3 → 4"),
+        "{:#}",
+        report["clusters"][0]
+    );
+
     // (2) The management API server goes away; a commit scaling md-0 is carried out anyway.
     mgmt.server.stop_apiserver();
     let file = repo.join("clusters/staging/aws-1.yaml");

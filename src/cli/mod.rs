@@ -1,4 +1,7 @@
-//! `cairn pivot` and `cairn agent`: thin wrappers over `pivot::mover` and `agent`.
+//! `cairn pivot`, `cairn agent` and `cairn preview`: thin wrappers over `pivot::mover`,
+//! `agent` and `preview`.
+
+pub mod preview;
 
 use std::path::PathBuf;
 use std::time::Duration;
