@@ -266,6 +266,8 @@ fn binding(kind: &str, role_kind: &str, namespace: Option<&str>) -> Value {
     })
 }
 
+/// The agent Deployment. No HTTP probes: the agent serves no endpoint; a crashed agent is
+/// restarted by the kubelet, and its health is the record it keeps in the PivotPlan status.
 fn deployment(rc: &ResolvedCluster, image: &str, credentials: Option<&str>) -> Value {
     let labels =
         json!({"app.kubernetes.io/name": AGENT_NAME, "app.kubernetes.io/part-of": "cairn"});
@@ -300,9 +302,6 @@ fn deployment(rc: &ResolvedCluster, image: &str, credentials: Option<&str>) -> V
                         "name": "agent",
                         "image": image,
                         "args": ["agent", "--cluster", rc.name, "--config", "/etc/cairn/config/config.yaml"],
-                        "ports": [{"name": "http", "containerPort": 8080}],
-                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
-                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}},
                         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
                         "securityContext": {
                             "allowPrivilegeEscalation": false,
