@@ -4,6 +4,7 @@
 //! the repository is moved back and deleted with `--prune`, unless it is protected. Real API
 //! servers, the provider simulator, a real git repository and the built `cairn` binary.
 
+mod common;
 mod env;
 
 use std::collections::BTreeSet;
@@ -182,7 +183,7 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
     let kubeconfig = mgmt.server.kubeconfig_path.clone();
     let repo = root.path().join("fleet");
     std::fs::create_dir_all(&repo).unwrap();
-    let first = env::example_git_repo(&repo, &["prod/vsphere-1.yaml", "dev/docker-1.yaml"]);
+    let first = common::example_git_repo(&repo, &["prod/vsphere-1.yaml", "dev/docker-1.yaml"]);
     let source_url = format!("file://{}", repo.display());
     let repo_arg = repo.to_str().unwrap();
 
@@ -339,7 +340,7 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
 
     // A pull request scaling md-0, previewed against the live (pivoted) cluster: the change is
     // told apart from what is already live. On a branch, so the agent (on main) does not see it.
-    env::git(&repo, &["checkout", "-qb", "scale-md-0"]);
+    common::git(&repo, &["checkout", "-qb", "scale-md-0"]);
     let file = repo.join("clusters/staging/aws-1.yaml");
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(
@@ -351,8 +352,8 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
         ),
     )
     .unwrap();
-    env::git(&repo, &["commit", "-qam", "scale md-0 to 4"]);
-    env::git(&repo, &["checkout", "-q", "main"]);
+    common::git(&repo, &["commit", "-qam", "scale md-0 to 4"]);
+    common::git(&repo, &["checkout", "-q", "main"]);
     let preview = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args([
             "preview",
@@ -410,8 +411,8 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
     );
     assert_ne!(scaled, text, "the test found md-0's replicas");
     std::fs::write(&file, scaled).unwrap();
-    env::git(&repo, &["commit", "-qam", "scale md-0 to 5"]);
-    let second = env::git(&repo, &["rev-parse", "HEAD"]);
+    common::git(&repo, &["commit", "-qam", "scale md-0 to 5"]);
+    let second = common::git(&repo, &["rev-parse", "HEAD"]);
     eventually(
         "the agent scales md-0 to 5 without the management cluster",
         Duration::from_secs(120),
@@ -456,7 +457,7 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
 
     // (4) The cluster leaves the repository. Protected, it is refused and kept.
     std::fs::remove_file(&file).unwrap();
-    env::git(&repo, &["commit", "-qam", "remove staging-aws-1"]);
+    common::git(&repo, &["commit", "-qam", "remove staging-aws-1"]);
     let protect = |value: Value| json!({"metadata": {"annotations": {"cairn.dev/protect": value}}});
     workload
         .merge_patch(&cluster_stub(), &protect(json!("true")))
@@ -529,7 +530,7 @@ async fn an_apply_killed_in_the_middle_of_the_pivot_is_finished_by_the_next_appl
     let kubeconfig = mgmt.server.kubeconfig_path.clone();
     let repo = root.path().join("fleet");
     std::fs::create_dir_all(&repo).unwrap();
-    env::example_git_repo(&repo, &["prod/vsphere-1.yaml", "dev/docker-1.yaml"]);
+    common::example_git_repo(&repo, &["prod/vsphere-1.yaml", "dev/docker-1.yaml"]);
     let source_url = format!("file://{}", repo.display());
     let args = [
         "apply",

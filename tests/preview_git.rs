@@ -3,11 +3,12 @@
 //! and compared, and the Markdown and JSON say what the change does to machines and add-ons.
 
 use std::path::Path;
-use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use std::collections::{BTreeMap, HashMap};
+
+mod common;
 
 use cairn::diff::ObjectKey;
 use cairn::preview::live::LiveCluster;
@@ -16,32 +17,7 @@ use cairn::preview::{
     ObjectAction, Preview, PreviewOptions, Reason, WarningKind, from_git, json, markdown,
     prepare_revisions, read_revisions,
 };
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t",
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
+use common::git;
 
 /// A repository whose `main` holds the base; edits go to branch `pr`, and the working tree is
 /// back on `main` before each preview.

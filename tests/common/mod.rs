@@ -61,3 +61,48 @@ pub fn cairn_in<S: AsRef<OsStr>>(cwd: &Path, args: impl IntoIterator<Item = S>) 
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// Runs `git` in `dir` with a fixed identity and no system or user configuration that could
+/// change its behaviour; panics with git's error output when it fails.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A git repository at `dir` holding the example fleet without the clusters whose file names
+/// are in `without`, committed on `main`. Returns the commit.
+pub fn example_git_repo(dir: &Path, without: &[&str]) -> String {
+    for (path, text) in cairn::example::FILES {
+        if without.iter().any(|w| path.ends_with(w)) {
+            continue;
+        }
+        let file = dir.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    }
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-qm", "the example fleet"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
