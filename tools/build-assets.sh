@@ -53,46 +53,9 @@ grep -qE "^[[:space:]]*k8s\.io/kubernetes ${K8S_VERSION//./\\.}( |$)" "$TOOLS_DI
 grep -qE "^[[:space:]]*go\.etcd\.io/etcd/server/v3 ${ETCD_VERSION//./\\.}( |$)" "$TOOLS_DIR/etcd/go.mod" \
   || die "tools/etcd/go.mod does not pin etcd $ETCD_VERSION (run tools/etcd/update-gomod.sh)"
 
-CACHE_ROOT="${CAIRN_ASSETS_CACHE:-${HOME:?HOME is not set}/.cache/cairn/assets}"
 NAME="k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}"
-DEST="$CACHE_ROOT/$NAME"
-MARKER=".complete"
-
 cached() { [[ -f "$DEST/$MARKER" ]] && has_all "$DEST"; }
-
-if [[ "${CAIRN_ASSETS_FORCE:-0}" != 1 ]] && cached; then
-  printf '%s\n' "$DEST"
-  exit 0
-fi
-
-mkdir -p "$CACHE_ROOT"
-exec 9>"$CACHE_ROOT/.$NAME.lock"
-if ! flock -n 9; then
-  log "another build of $NAME is running; waiting for it"
-  flock 9
-fi
-# Someone else may have finished the build while we waited.
-if [[ "${CAIRN_ASSETS_FORCE:-0}" != 1 ]] && cached; then
-  printf '%s\n' "$DEST"
-  exit 0
-fi
-
-command -v go >/dev/null || die "go is not installed"
-# We hold the lock, so leftovers of earlier builds (killed with SIGKILL, power loss) are stale.
-rm -rf "$CACHE_ROOT/.$NAME.tmp."* "$CACHE_ROOT/.$NAME.old."*
-TMP="$(mktemp -d "$CACHE_ROOT/.$NAME.tmp.XXXXXX")"
-CHILD=""
-cleanup() { rm -rf "$TMP"; }
-on_signal() {
-  if [[ -n "$CHILD" ]]; then
-    kill -TERM "$CHILD" 2>/dev/null || true
-    wait "$CHILD" 2>/dev/null || true
-  fi
-  log "interrupted; nothing was published"
-  exit 130
-}
-trap cleanup EXIT
-trap on_signal INT TERM HUP
+begin_build ""
 
 export CGO_ENABLED=0
 # -buildvcs=false: the wrapper modules live inside cairn's git checkout; its commit/dirty state must

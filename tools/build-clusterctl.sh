@@ -41,44 +41,9 @@ CAPI_MINOR="${BASH_REMATCH[1]}"
 grep -qE "^[[:space:]]*(require[[:space:]]+)?sigs\.k8s\.io/cluster-api ${CAPI_VERSION//./\\.}( |$)" "$TOOLS_DIR/clusterctl/go.mod" \
   || die "tools/clusterctl/go.mod does not pin sigs.k8s.io/cluster-api $CAPI_VERSION (run tools/clusterctl/update-gomod.sh)"
 
-CACHE_ROOT="${CAIRN_ASSETS_CACHE:-${HOME:?HOME is not set}/.cache/cairn/assets}"
 NAME="clusterctl-${CAPI_VERSION}"
-DEST="$CACHE_ROOT/$NAME"
-MARKER=".complete"
-
 cached() { [[ -f "$DEST/$MARKER" && -x "$DEST/clusterctl" ]]; }
-
-if [[ "${CAIRN_ASSETS_FORCE:-0}" != 1 ]] && cached; then
-  printf '%s\n' "$DEST/clusterctl"
-  exit 0
-fi
-
-mkdir -p "$CACHE_ROOT"
-exec 9>"$CACHE_ROOT/.$NAME.lock"
-if ! flock -n 9; then
-  log "another build of $NAME is running; waiting for it"
-  flock 9
-fi
-if [[ "${CAIRN_ASSETS_FORCE:-0}" != 1 ]] && cached; then
-  printf '%s\n' "$DEST/clusterctl"
-  exit 0
-fi
-
-command -v go >/dev/null || die "go is not installed"
-rm -rf "$CACHE_ROOT/.$NAME.tmp."* "$CACHE_ROOT/.$NAME.old."*
-TMP="$(mktemp -d "$CACHE_ROOT/.$NAME.tmp.XXXXXX")"
-CHILD=""
-cleanup() { rm -rf "$TMP"; }
-on_signal() {
-  if [[ -n "$CHILD" ]]; then
-    kill -TERM "$CHILD" 2>/dev/null || true
-    wait "$CHILD" 2>/dev/null || true
-  fi
-  log "interrupted; nothing was published"
-  exit 130
-}
-trap cleanup EXIT
-trap on_signal INT TERM HUP
+begin_build "/clusterctl"
 
 export CGO_ENABLED=0
 export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=readonly -buildvcs=false"
