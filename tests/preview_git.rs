@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use std::collections::{BTreeMap, HashMap};
 
 mod common;
@@ -17,7 +17,7 @@ use cairn::preview::{
     ObjectAction, Preview, PreviewOptions, Reason, WarningKind, from_git, json, markdown,
     prepare_revisions, read_revisions,
 };
-use common::git;
+use common::{canary, forms, git};
 
 /// A repository whose `main` holds the base; edits go to branch `pr`, and the working tree is
 /// back on `main` before each preview.
@@ -491,30 +491,6 @@ fn an_even_control_plane_and_a_change_that_does_not_validate() {
     let value = json(&p);
     assert_eq!(value["valid"], false);
     assert_eq!(value["clusters"][0]["change"], "invalid");
-}
-
-/// A value nobody would type, different at every run.
-fn canary(salt: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let hash = Sha256::digest(format!("{nanos}/{}/{salt}", std::process::id()));
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("CANARY-{}", &hex[..24])
-}
-
-fn forms(secret: &str) -> Vec<String> {
-    let b = secret.as_bytes();
-    vec![
-        secret.to_string(),
-        secret.trim_start_matches("CANARY-").to_string(),
-        STANDARD.encode(b),
-        STANDARD_NO_PAD.encode(b),
-        URL_SAFE.encode(b),
-        URL_SAFE_NO_PAD.encode(b),
-    ]
 }
 
 #[test]

@@ -13,45 +13,18 @@ mod env;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use cairn::apply::api::{ClusterApi, KubeClusterApi};
 use cairn::apply::cluster::workload_api;
+use common::{canary, forms};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 const CLUSTER: &str = "dev-docker-1";
 const SECRET_FILE: &str = "addons/canary/secret.yaml";
 const BROKEN_FILE: &str = "addons/canary/broken.yaml";
-
-/// A value nobody would type: `CANARY-` and 24 hex digits of a hash of the time, the process and
-/// `salt`. 31 characters, so its base64 form is padded (`==`) and the padded and unpadded forms
-/// differ.
-fn canary(salt: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let hash = Sha256::digest(format!("{nanos}/{}/{salt}", std::process::id()));
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("CANARY-{}", &hex[..24])
-}
-
-/// Every form in which a leaked value would show: plain, its random part alone, and base64
-/// (standard and URL-safe, padded and unpadded).
-fn forms(secret: &str) -> Vec<String> {
-    let bytes = secret.as_bytes();
-    vec![
-        secret.to_string(),
-        secret.trim_start_matches("CANARY-").to_string(),
-        STANDARD.encode(bytes),
-        STANDARD_NO_PAD.encode(bytes),
-        URL_SAFE.encode(bytes),
-        URL_SAFE_NO_PAD.encode(bytes),
-    ]
-}
 
 fn secret_manifest(token: &str) -> String {
     format!(

@@ -306,15 +306,7 @@ fn links_outside_the_repository_are_marked_and_links_inside_are_read() {
     link("loop-a.yaml", "loop-b.yaml");
     commit(repo.path(), "links");
 
-    let state = tempfile::tempdir().unwrap();
-    let mirror = Mirror::open(
-        &spec(&repo.path().display().to_string(), "main"),
-        state.path(),
-    )
-    .unwrap();
-    let id = mirror.fetch().unwrap();
-    let (_, from_workdir_repo) = snapshot_at(repo.path(), "HEAD").unwrap();
-    for snap in [mirror.snapshot(&id).unwrap(), from_workdir_repo] {
+    for snap in both_snapshots(repo.path()) {
         assert_eq!(
             snap.get("clusters/escape.yaml"),
             Some(&FileEntry::LinkOutside("../../outside.yaml".into()))
@@ -337,6 +329,15 @@ fn links_outside_the_repository_are_marked_and_links_inside_are_read() {
     }
 }
 
+/// The tree at `main`, read through a fetched mirror and straight from the repository.
+fn both_snapshots(repo: &Path) -> [RepoSnapshot; 2] {
+    let state = tempfile::tempdir().unwrap();
+    let mirror = Mirror::open(&spec(&repo.display().to_string(), "main"), state.path()).unwrap();
+    let id = mirror.fetch().unwrap();
+    let (_, from_workdir_repo) = snapshot_at(repo, "HEAD").unwrap();
+    [mirror.snapshot(&id).unwrap(), from_workdir_repo]
+}
+
 #[test]
 fn files_over_the_limit_are_too_large() {
     let repo = new_repo();
@@ -346,15 +347,7 @@ fn files_over_the_limit_are_too_large() {
     std::fs::write(repo.path().join("blob.bin"), [0xff, 0xfe, 0x00]).unwrap();
     commit(repo.path(), "big");
 
-    let state = tempfile::tempdir().unwrap();
-    let mirror = Mirror::open(
-        &spec(&repo.path().display().to_string(), "main"),
-        state.path(),
-    )
-    .unwrap();
-    let id = mirror.fetch().unwrap();
-    let (_, from_workdir_repo) = snapshot_at(repo.path(), "HEAD").unwrap();
-    for snap in [mirror.snapshot(&id).unwrap(), from_workdir_repo] {
+    for snap in both_snapshots(repo.path()) {
         assert_eq!(snap.get("huge.bin"), Some(&FileEntry::TooLarge(size)));
         assert_eq!(snap.get("blob.bin"), Some(&FileEntry::Binary));
         assert_eq!(

@@ -106,3 +106,31 @@ pub fn example_git_repo(dir: &Path, without: &[&str]) -> String {
     git(dir, &["commit", "-qm", "the example fleet"]);
     git(dir, &["rev-parse", "HEAD"])
 }
+
+/// A value nobody would type: `CANARY-` and 24 hex digits of a hash of the time, the process and
+/// `salt`. 31 characters, so its base64 form is padded (`==`) and the padded and unpadded forms
+/// differ.
+pub fn canary(salt: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let hash =
+        <sha2::Sha256 as sha2::Digest>::digest(format!("{nanos}/{}/{salt}", std::process::id()));
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("CANARY-{}", &hex[..24])
+}
+
+/// Every form in which a leaked value would show: plain, its random part alone, and base64
+/// (standard and URL-safe, padded and unpadded).
+pub fn forms(secret: &str) -> Vec<String> {
+    let bytes = secret.as_bytes();
+    vec![
+        secret.to_string(),
+        secret.trim_start_matches("CANARY-").to_string(),
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes),
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD_NO_PAD, bytes),
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE, bytes),
+        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes),
+    ]
+}
