@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod controller;
 pub mod diff;
 pub mod example;
 pub mod kube_client;

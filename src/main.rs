@@ -171,6 +171,18 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
+    /// Run the controller: keep every cluster of a git repository converged.
+    ///
+    /// Fetches the branch every --poll-interval (±10%), or at once on a signed push webhook
+    /// (POST /webhook/github with X-Hub-Signature-256, POST /webhook/gitlab with X-Gitlab-Token;
+    /// anything unsigned or forged gets 401). Reconciles the clusters whose rendered bundle
+    /// changed, and every cluster again each --reconcile-interval to repair drift; a failing
+    /// cluster backs off exponentially on its own. A revision that does not render, or a source
+    /// that cannot be reached, keeps the last good revision. Serves /healthz, /readyz (once a
+    /// revision is fetched and rendered), /metrics (Prometheus) and /status (JSON). With
+    /// --leader-elect only the holder of a Lease reconciles. SIGTERM lets clusters being
+    /// reconciled finish (--shutdown-grace), releases the Lease and exits 0.
+    Run(Box<cli::run::RunArgs>),
     /// Run the agent of one pivoted cluster: converge it from git, in its own API server.
     ///
     /// Fetches the source, renders this cluster, applies its bootstrap (hand-over), workload and
@@ -427,6 +439,7 @@ fn run(command: Command) -> Result<u8> {
             };
             cli::preview::preview(&args, mgmt).await
         }),
+        Command::Run(args) => tokio::runtime::Runtime::new()?.block_on(cli::run::run(*args)),
         Command::Agent(args) => tokio::runtime::Runtime::new()?.block_on(cli::agent(args)),
         Command::Local(command) => tokio::runtime::Runtime::new()?.block_on(local(command)),
         Command::Schema { out } => write_schemas(&out),

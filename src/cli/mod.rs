@@ -2,6 +2,7 @@
 //! `agent` and `preview`.
 
 pub mod preview;
+pub mod run;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -194,20 +195,26 @@ pub struct AgentArgs {
     pub once: bool,
 }
 
-/// The agent loop until SIGTERM or Ctrl-C.
-pub async fn agent(args: AgentArgs) -> Result<u8> {
-    let client = match &args.kubeconfig {
+/// A client from `kubeconfig`, else from $KUBECONFIG, ~/.kube/config or the in-cluster
+/// service account, in that order.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client> {
+    match kubeconfig {
         Some(path) => {
             let yaml = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
             cairn::kube_client::client_from_kubeconfig(&yaml)
                 .await
-                .with_context(|| format!("kubeconfig {}", path.display()))?
+                .with_context(|| format!("kubeconfig {}", path.display()))
         }
         None => kube::Client::try_default()
             .await
-            .context("no in-cluster config (run inside the cluster, or pass --kubeconfig)")?,
-    };
+            .context("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run inside a cluster"),
+    }
+}
+
+/// The agent loop until SIGTERM or Ctrl-C.
+pub async fn agent(args: AgentArgs) -> Result<u8> {
+    let client = client(args.kubeconfig.as_deref()).await?;
     let state_dir = args
         .state_dir
         .clone()
@@ -232,7 +239,7 @@ pub async fn agent(args: AgentArgs) -> Result<u8> {
     Ok(0)
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

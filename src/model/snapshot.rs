@@ -131,6 +131,28 @@ impl RepoSnapshot {
             .take_while(move |k| k.starts_with(&prefix))
             .filter(|k| is_yaml(k))
     }
+
+    /// The files below `dir` (a repository-relative directory such as `fleets/prod`), with
+    /// paths relative to it: a config repository kept in a subdirectory of a larger one.
+    /// Empty when nothing is there.
+    pub fn subtree(&self, dir: &str) -> RepoSnapshot {
+        let dir = dir.trim_matches('/');
+        if dir.is_empty() || dir == "." {
+            return self.clone();
+        }
+        let prefix = format!("{dir}/");
+        let files = self
+            .files
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (k[prefix.len()..].to_string(), v.clone()))
+            .collect();
+        RepoSnapshot { files }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
 }
 
 pub fn is_yaml(path: &str) -> bool {
@@ -173,6 +195,21 @@ fn repo_key(relative: &Path) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_subtree_has_paths_relative_to_its_directory() {
+        let snap = super::RepoSnapshot::from_files([
+            ("fleets/prod/fleet.yaml", "a"),
+            ("fleets/prod/clusters/c.yaml", "b"),
+            ("fleets/prodx/fleet.yaml", "c"),
+            ("README.md", "d"),
+        ]);
+        let sub = snap.subtree("/fleets/prod/");
+        let paths: Vec<&str> = sub.paths().collect();
+        assert_eq!(paths, ["clusters/c.yaml", "fleet.yaml"]);
+        assert_eq!(snap.subtree(".").paths().count(), 4);
+        assert!(snap.subtree("nowhere").is_empty());
+    }
+
     use super::*;
 
     #[test]

@@ -1,0 +1,376 @@
+//! The controller (DESIGN.md §6): `cairn run` watches the config repository and keeps every
+//! cluster converged from the management cluster.
+//!
+//! One loop owns all decisions. It fetches on the poll interval (with jitter) or at once when a
+//! webhook pulls the trigger, renders a new revision (keeping the last good one when a revision
+//! does not render or the source is unreachable), and hands the clusters that are due (see
+//! `schedule`) to at most `concurrency` tasks. A slow or failing cluster holds one task, never
+//! the loop: results come back to the loop, which records them and backs failures off. Only
+//! the leader reconciles; every replica fetches, so a new leader starts warm.
+
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod schedule;
+pub mod shared;
+pub mod webhook;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::apply::api::KubeClusterApi;
+use crate::apply::cluster::{ApplyOptions, apply_cluster, bundle_hash};
+use crate::model::diag::Diagnostic;
+use crate::render::{Bundle, render_repo};
+use crate::source::{Mirror, SourceError, SourceSpec};
+use schedule::{Backoff, Reason, Schedule, jittered};
+use shared::{FAILED, READY, RECONCILING, Shared};
+
+/// How `cairn run` runs.
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    pub source: SourceSpec,
+    /// The config repository's directory inside the git repository (`--path`).
+    pub path: Option<String>,
+    /// Where the git mirror lives.
+    pub state_dir: PathBuf,
+    pub poll_interval: Duration,
+    /// How often a converged cluster is checked for drift.
+    pub reconcile_interval: Duration,
+    pub concurrency: usize,
+    /// Longest wait for any one step of a cluster.
+    pub timeout: Duration,
+    pub prune: bool,
+    /// The URL agents of pivoted clusters read (overrides fleet.yaml `spec.source.url`).
+    pub agent_source_url: Option<String>,
+    pub backoff: Backoff,
+    /// How long SIGTERM waits for clusters being reconciled before stopping them.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("cannot open the git mirror: {0}")]
+    Mirror(#[from] SourceError),
+    #[error("cannot start the mirror: {0}")]
+    Blocking(String),
+}
+
+/// The revision being reconciled, rendered.
+struct Desired {
+    revision: String,
+    bundles: BTreeMap<String, Arc<Bundle>>,
+    hashes: BTreeMap<String, String>,
+}
+
+/// A cluster's reconcile, as it comes back to the loop.
+struct Done {
+    cluster: String,
+    hash: String,
+    revision: String,
+    took: Duration,
+    result: Result<(), String>,
+}
+
+pub struct Controller {
+    opts: ControllerOptions,
+    mgmt: Arc<KubeClusterApi>,
+    mirror: Mirror,
+    shared: Arc<Shared>,
+}
+
+impl Controller {
+    /// Opens (or creates) the mirror; nothing is fetched yet.
+    pub async fn new(
+        mgmt: KubeClusterApi,
+        opts: ControllerOptions,
+        shared: Arc<Shared>,
+    ) -> Result<Controller, ControllerError> {
+        let (spec, dir) = (opts.source.clone(), opts.state_dir.clone());
+        let mirror = tokio::task::spawn_blocking(move || Mirror::open(&spec, &dir))
+            .await
+            .map_err(|e| ControllerError::Blocking(e.to_string()))??;
+        Ok(Controller {
+            opts,
+            mgmt: Arc::new(mgmt),
+            mirror,
+            shared,
+        })
+    }
+
+    /// Runs until `shutdown` resolves, reconciling while `leading` is true. On shutdown, the
+    /// clusters being reconciled get `shutdown_grace` to finish (every write is one atomic
+    /// request and phases are recorded on the Cluster, so a stopped task is resumed by the
+    /// next leader); then it returns.
+    pub async fn run(
+        self,
+        mut leading: watch::Receiver<bool>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut schedule = Schedule::new(self.opts.reconcile_interval, self.opts.backoff);
+        let mut desired: Option<Desired> = None;
+        let mut tasks: JoinSet<Done> = JoinSet::new();
+        let mut in_flight = BTreeSet::new();
+        let mut next_fetch = Instant::now();
+        let mut elector_alive = true;
+        loop {
+            if Instant::now() >= next_fetch {
+                self.refresh(&mut desired, &mut schedule).await;
+                next_fetch = Instant::now() + jittered(self.opts.poll_interval, fastrand::f64());
+            }
+            let is_leader = *leading.borrow_and_update();
+            self.shared.metrics.leading(is_leader);
+            self.shared.update(|v| v.leader = is_leader);
+            if let (true, Some(d)) = (is_leader, &desired) {
+                self.launch(d, &schedule, &mut tasks, &mut in_flight);
+            }
+            let by_time = desired.as_ref().and_then(|d| schedule.next_due(&d.hashes));
+            let wake = by_time.map_or(next_fetch, |t| t.min(next_fetch));
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.shared.triggered() => next_fetch = Instant::now(),
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Ok(done) = done {
+                        in_flight.remove(&done.cluster);
+                        self.record(done, &mut schedule);
+                    }
+                }
+                _ = tokio::time::sleep_until(wake.into()) => {}
+                changed = leading.changed(), if elector_alive => {
+                    // No sender: leadership is fixed from here on (no election, or it ended).
+                    elector_alive = changed.is_ok();
+                }
+            }
+        }
+        self.drain(tasks).await;
+    }
+
+    /// Fetches and renders; a failure keeps the last good revision and says so.
+    async fn refresh(&self, desired: &mut Option<Desired>, schedule: &mut Schedule) {
+        let mirror = self.mirror.clone();
+        let fetched =
+            tokio::task::spawn_blocking(move || mirror.fetch().map_err(|e| e.to_string()))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+        let revision = match fetched {
+            Ok(revision) => {
+                self.shared.metrics.fetched(&revision);
+                self.shared.update(|v| {
+                    v.source_stale = false;
+                    v.source_error = None;
+                });
+                revision
+            }
+            Err(e) => {
+                self.shared.metrics.fetch_failed();
+                let kept = desired.as_ref().map(|d| d.revision.clone());
+                tracing::warn!(keeping = ?kept, "cannot fetch the source: {e}");
+                self.shared.update(|v| {
+                    v.source_stale = true;
+                    v.source_error = Some(e);
+                });
+                return;
+            }
+        };
+        if desired.as_ref().is_some_and(|d| d.revision == revision) {
+            return;
+        }
+        match self.render(&revision).await {
+            Ok(next) => {
+                tracing::info!(%revision, clusters = next.bundles.len(), "rendered a new revision");
+                schedule.retain(&next.hashes);
+                self.shared.update(|v| {
+                    v.revision = Some(revision.clone());
+                    v.render_error = None;
+                    v.clusters.retain(|name, _| next.bundles.contains_key(name));
+                });
+                for name in next.bundles.keys() {
+                    self.shared.update_cluster(name, |_| {});
+                }
+                *desired = Some(next);
+            }
+            Err(e) => {
+                tracing::warn!(%revision, "revision does not render; keeping the last good one: {e}");
+                self.shared.update(|v| v.render_error = Some(e));
+            }
+        }
+    }
+
+    /// Renders every cluster of `revision` (blocking work, off the async threads).
+    async fn render(&self, revision: &str) -> Result<Desired, String> {
+        let mirror = self.mirror.clone();
+        let (rev, path) = (revision.to_string(), self.opts.path.clone());
+        let agent_url = self.opts.agent_source_url.clone();
+        let rendered = tokio::task::spawn_blocking(move || {
+            let mut snapshot = mirror.snapshot(&rev).map_err(|e| e.to_string())?;
+            if let Some(path) = path {
+                snapshot = snapshot.subtree(&path);
+                if snapshot.is_empty() {
+                    return Err(format!("--path {path}: no such directory at {rev}"));
+                }
+            }
+            let rendered = render_repo(&snapshot, &[]);
+            let errors: Vec<String> = rendered
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(Diagnostic::to_string)
+                .collect();
+            if !errors.is_empty() {
+                return Err(errors.join("\n"));
+            }
+            let mut bundles = rendered.bundles;
+            if let Some(url) = &agent_url {
+                for bundle in &mut bundles {
+                    crate::render::pivot::override_source_url(bundle, url);
+                }
+            }
+            Ok(bundles)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let hashes = rendered
+            .iter()
+            .map(|b| (b.cluster.clone(), bundle_hash(b)))
+            .collect();
+        let bundles = rendered
+            .into_iter()
+            .map(|b| (b.cluster.clone(), Arc::new(b)))
+            .collect();
+        Ok(Desired {
+            revision: revision.to_string(),
+            bundles,
+            hashes,
+        })
+    }
+
+    /// Starts the due clusters while tasks are free.
+    fn launch(
+        &self,
+        desired: &Desired,
+        schedule: &Schedule,
+        tasks: &mut JoinSet<Done>,
+        in_flight: &mut BTreeSet<String>,
+    ) {
+        let free = self.opts.concurrency.max(1).saturating_sub(in_flight.len());
+        for due in schedule
+            .due(&desired.hashes, in_flight, Instant::now())
+            .into_iter()
+            .take(free)
+        {
+            let (Some(bundle), Some(hash)) = (
+                desired.bundles.get(&due.cluster),
+                desired.hashes.get(&due.cluster),
+            ) else {
+                continue;
+            };
+            in_flight.insert(due.cluster.clone());
+            if due.reason != Reason::Drift {
+                tracing::info!(cluster = %due.cluster, reason = ?due.reason, "reconciling");
+            }
+            self.shared.update_cluster(&due.cluster, |c| {
+                c.phase = RECONCILING.into();
+                c.retry_in_seconds = None;
+            });
+            tasks.spawn(reconcile(
+                self.mgmt.clone(),
+                bundle.clone(),
+                hash.clone(),
+                self.apply_options(&desired.revision),
+            ));
+        }
+    }
+
+    fn apply_options(&self, revision: &str) -> ApplyOptions {
+        let mut opts = ApplyOptions::new(self.opts.prune, self.opts.timeout, revision);
+        let shared = self.shared.clone();
+        opts.progress = Arc::new(move |cluster, step| {
+            tracing::debug!(cluster, "{step}");
+            shared.update_cluster(cluster, |c| c.step = step.to_string());
+        });
+        opts
+    }
+
+    /// Records a finished reconcile: converged, or backed off.
+    fn record(&self, done: Done, schedule: &mut Schedule) {
+        self.shared
+            .metrics
+            .reconciled(&done.cluster, done.result.is_ok(), done.took);
+        match done.result {
+            Ok(()) => {
+                schedule.succeeded(&done.cluster, &done.hash, Instant::now());
+                self.shared.update_cluster(&done.cluster, |c| {
+                    c.phase = READY.into();
+                    c.revision = Some(done.revision.clone());
+                    c.failures = 0;
+                    c.last_error = None;
+                });
+            }
+            Err(error) => {
+                let delay = schedule.failed(&done.cluster, &done.hash, Instant::now());
+                let failures = schedule.failures(&done.cluster);
+                tracing::warn!(cluster = %done.cluster, failures, retry_in = ?delay, "{error}");
+                self.shared.update_cluster(&done.cluster, |c| {
+                    c.phase = FAILED.into();
+                    c.failures = failures;
+                    c.retry_in_seconds = Some(delay.as_secs());
+                    c.last_error = Some(error);
+                });
+            }
+        }
+    }
+
+    /// Gives the clusters being reconciled the grace period, then stops the rest.
+    async fn drain(&self, mut tasks: JoinSet<Done>) {
+        if tasks.is_empty() {
+            return;
+        }
+        tracing::info!(
+            clusters = tasks.len(),
+            grace = ?self.opts.shutdown_grace,
+            "stopping: waiting for the clusters being reconciled"
+        );
+        let deadline = tokio::time::sleep(self.opts.shutdown_grace);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = tasks.join_next() => match next {
+                    Some(Ok(done)) => tracing::info!(cluster = %done.cluster, ok = done.result.is_ok(), "finished before stopping"),
+                    Some(Err(_)) => {}
+                    None => return,
+                },
+                _ = &mut deadline => {
+                    tracing::warn!(clusters = tasks.len(), "grace period over; the next leader resumes them");
+                    tasks.abort_all();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn reconcile(
+    mgmt: Arc<KubeClusterApi>,
+    bundle: Arc<Bundle>,
+    hash: String,
+    opts: ApplyOptions,
+) -> Done {
+    let started = Instant::now();
+    let result = apply_cluster(&mgmt, &bundle, &opts)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    Done {
+        cluster: bundle.cluster.clone(),
+        hash,
+        revision: opts.revision.clone(),
+        took: started.elapsed(),
+        result,
+    }
+}

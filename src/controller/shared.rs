@@ -1,0 +1,125 @@
+//! What the controller's loop and its HTTP server share: the view of the fleet (`/status`,
+//! `/readyz`), the metrics, and the trigger a webhook pulls.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use tokio::sync::Notify;
+
+use super::metrics::Metrics;
+
+/// The controller's view of the fleet, served as JSON on `/status`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct FleetView {
+    /// The revision being reconciled: the last one fetched that rendered.
+    pub revision: Option<String>,
+    pub source_url: String,
+    pub branch: String,
+    /// The last fetch failed; `revision` is the last good one.
+    pub source_stale: bool,
+    pub source_error: Option<String>,
+    /// The newest fetched revision does not render; `revision` is the last good one.
+    pub render_error: Option<String>,
+    pub leader: bool,
+    pub clusters: BTreeMap<String, ClusterView>,
+}
+
+/// One cluster as the controller sees it.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ClusterView {
+    /// Pending (not started yet), Reconciling, Ready or Failed.
+    pub phase: String,
+    /// The last step reported while reconciling.
+    pub step: String,
+    /// The revision last applied successfully.
+    pub revision: Option<String>,
+    /// Failures in a row, and how long until the next try.
+    pub failures: u32,
+    pub retry_in_seconds: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+pub const PENDING: &str = "Pending";
+pub const RECONCILING: &str = "Reconciling";
+pub const READY: &str = "Ready";
+pub const FAILED: &str = "Failed";
+
+pub struct Shared {
+    pub metrics: Metrics,
+    view: Mutex<FleetView>,
+    trigger: Notify,
+    webhook_secret: Option<Vec<u8>>,
+}
+
+impl Shared {
+    pub fn new(source_url: String, branch: String, webhook_secret: Option<Vec<u8>>) -> Shared {
+        Shared {
+            metrics: Metrics::new(),
+            view: Mutex::new(FleetView {
+                source_url,
+                branch,
+                ..FleetView::default()
+            }),
+            trigger: Notify::new(),
+            webhook_secret,
+        }
+    }
+
+    /// A copy of the view.
+    pub fn view(&self) -> FleetView {
+        self.lock().clone()
+    }
+
+    /// Changes the view; the phase counts in the metrics follow.
+    pub fn update<T>(&self, change: impl FnOnce(&mut FleetView) -> T) -> T {
+        let mut view = self.lock();
+        let out = change(&mut view);
+        let mut counts = BTreeMap::new();
+        for cluster in view.clusters.values() {
+            *counts.entry(cluster.phase.clone()).or_insert(0) += 1;
+        }
+        self.metrics.phases(&counts);
+        out
+    }
+
+    /// Changes one cluster's view (created Pending when new).
+    pub fn update_cluster(&self, cluster: &str, change: impl FnOnce(&mut ClusterView)) {
+        self.update(|view| {
+            let entry = view
+                .clusters
+                .entry(cluster.to_string())
+                .or_insert_with(|| ClusterView {
+                    phase: PENDING.into(),
+                    ..ClusterView::default()
+                });
+            change(entry)
+        })
+    }
+
+    /// Ready once a fetched revision has rendered.
+    pub fn ready(&self) -> bool {
+        self.lock().revision.is_some()
+    }
+
+    pub fn branch(&self) -> String {
+        self.lock().branch.clone()
+    }
+
+    pub fn webhook_secret(&self) -> Option<&[u8]> {
+        self.webhook_secret.as_deref()
+    }
+
+    /// Asks the loop to fetch now (a permit is kept if the loop is busy, so none is lost).
+    pub fn trigger(&self) {
+        self.trigger.notify_one();
+    }
+
+    pub async fn triggered(&self) {
+        self.trigger.notified().await
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FleetView> {
+        // A panic elsewhere while holding the lock leaves a view that is still readable.
+        self.view.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,449 @@
+//! `cairn run` against a real management API server with the CAPI CRDs and the provider
+//! simulator, following a real git repository: commits by polling and by signed webhooks,
+//! forged webhooks refused, a failing cluster backing off alone, an unreachable source, the
+//! HTTP endpoints, SIGTERM, and two replicas electing a leader.
+
+mod common;
+mod env;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cairn::apply::api::ClusterApi;
+use cairn::controller::webhook::github_signature;
+use common::git;
+use serde_json::{Value, json};
+
+const SECRET: &str = "webhook-secret-for-tests";
+
+fn fleet_files(clusters: &[&str]) -> Vec<(String, String)> {
+    let mut files = vec![
+        (
+            "fleet.yaml".to_string(),
+            "apiVersion: cairn.dev/v1alpha1\nkind: Fleet\nmetadata: {name: t}\n\
+             spec:\n  defaults: {kubernetesVersion: v1.34.2, pivot: false}\n"
+                .to_string(),
+        ),
+        (
+            "profiles/tiny.yaml".to_string(),
+            "apiVersion: cairn.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {name: tiny}\n\
+             spec:\n  layers:\n    - name: hello\n      namespace: default\n      inline: |\n        \
+             apiVersion: v1\n        kind: ConfigMap\n        metadata: {name: hello}\n        \
+             data: {cluster: \"${CLUSTER_NAME}\"}\n"
+                .to_string(),
+        ),
+    ];
+    for name in clusters {
+        files.push((format!("clusters/{name}.yaml"), cluster_yaml(name, 1)));
+    }
+    files
+}
+
+fn cluster_yaml(name: &str, workers: u32) -> String {
+    format!(
+        "apiVersion: cairn.dev/v1alpha1\nkind: Cluster\nmetadata: {{name: {name}}}\nspec:\n  \
+         infrastructure: {{provider: docker, docker: {{}}}}\n  controlPlane: {{replicas: 1, machine: {{}}}}\n  \
+         workers: [{{name: md-0, replicas: {workers}, machine: {{}}}}]\n  profiles: [tiny]\n"
+    )
+}
+
+/// A git repository with the fleet, committed; returns the commit.
+fn fleet_repo(dir: &Path, clusters: &[&str]) -> String {
+    common::write_files(dir, fleet_files(clusters));
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-qm", "fleet"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// Scales `cluster`'s md-0 to `workers` in a new commit; returns it.
+fn scale(dir: &Path, cluster: &str, workers: u32) -> String {
+    common::write_files(
+        dir,
+        [(
+            format!("clusters/{cluster}.yaml"),
+            cluster_yaml(cluster, workers),
+        )],
+    );
+    git(
+        dir,
+        &["commit", "-qam", &format!("{cluster}: md-0 to {workers}")],
+    );
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `cairn run` process and its HTTP address; killed if the test fails first.
+struct Run {
+    child: Child,
+    base: String,
+    log: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Run {
+    fn start(root: &Path, name: &str, kubeconfig: &Path, repo: &Path, extra: &[&str]) -> Run {
+        let port = free_port();
+        let secret = root.join("webhook-secret");
+        std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+        let log = root.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .arg("run")
+            .arg("--repo")
+            .arg(repo)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--state-dir")
+            .arg(root.join(format!("{name}-state")))
+            .arg("--webhook-secret-file")
+            .arg(&secret)
+            .args(["--timeout", "60s", "--backoff", "1s", "--max-backoff", "4s"])
+            .args(extra)
+            .env("CAIRN_LOG", "warn,cairn=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Run {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .ok()?;
+        Some((response.status().as_u16(), response.text().await.ok()?))
+    }
+
+    async fn status(&self) -> Value {
+        match self.get("/status").await {
+            Some((200, body)) => serde_json::from_str(&body).unwrap(),
+            _ => Value::Null,
+        }
+    }
+
+    async fn post(&self, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.unwrap();
+        (
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        )
+    }
+
+    /// Waits until `done` holds for `/status`; panics with the status and the log otherwise.
+    async fn wait_status(&self, what: &str, timeout: Duration, done: impl Fn(&Value) -> bool) {
+        let start = Instant::now();
+        loop {
+            let status = self.status().await;
+            if done(&status) {
+                return;
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}\nstatus: {status:#}\nlog:\n{}",
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// SIGTERM, then the exit code (waiting at most `within`).
+    fn terminate(&mut self, within: Duration) -> Option<i32> {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+fn push_body(commit: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"ref": "refs/heads/main", "after": commit})).unwrap()
+}
+
+fn signed(body: &[u8]) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-github-event", "push".to_string()),
+        (
+            "x-hub-signature-256",
+            github_signature(SECRET.as_bytes(), body),
+        ),
+    ]
+}
+
+fn cluster<'a>(status: &'a Value, name: &str) -> &'a Value {
+    &status["clusters"][name]
+}
+
+fn ready_at(status: &Value, name: &str, revision: &str) -> bool {
+    cluster(status, name)["phase"] == "Ready" && cluster(status, name)["revision"] == revision
+}
+
+async fn md_replicas(api: &impl ClusterApi, cluster: &str) -> i64 {
+    let mds = api
+        .list(
+            "cluster.x-k8s.io/v1beta2",
+            "MachineDeployment",
+            Some(cluster),
+            None,
+        )
+        .await
+        .unwrap();
+    mds.iter()
+        .map(|md| md["spec"]["replicas"].as_i64().unwrap_or(-1))
+        .sum()
+}
+
+/// An object-count quota of zero for CAPI Clusters: applying the cluster is forbidden by the
+/// API server until the quota goes.
+fn blocking_quota(namespace: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ResourceQuota",
+           "metadata": {"name": "no-clusters", "namespace": namespace},
+           "spec": {"hard": {"count/clusters.cluster.x-k8s.io": "0"}}})
+}
+
+fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_follows_git_by_poll_and_webhook_backs_off_alone_and_survives_its_source() {
+    let root = tempfile::tempdir().unwrap();
+    let mgmt = env::Management::start(root.path(), Duration::from_millis(50)).await;
+    let kubeconfig = mgmt.server.kubeconfig_path.clone();
+    let repo = root.path().join("fleet");
+    let first = fleet_repo(&repo, &["alpha", "beta", "gamma"]);
+    // gamma cannot be applied: a quota forbids its Cluster.
+    mgmt.api.apply(&namespace("gamma")).await.unwrap();
+    mgmt.api.apply(&blocking_quota("gamma")).await.unwrap();
+    // The quota admission plugin counts only what the quota's status lists (the quota
+    // controller's job; there is none here).
+    let counted = json!({"hard": {"count/clusters.cluster.x-k8s.io": "0"},
+                         "used": {"count/clusters.cluster.x-k8s.io": "0"}});
+    mgmt.api
+        .dynamic()
+        .patch_status(&blocking_quota("gamma"), &counted, "test")
+        .await
+        .unwrap();
+
+    // 1. Polling every second.
+    let mut run = Run::start(
+        root.path(),
+        "poll",
+        &kubeconfig,
+        &repo,
+        &["--poll-interval", "1s"],
+    );
+    run.wait_status("alpha and beta Ready", Duration::from_secs(120), |s| {
+        ready_at(s, "alpha", &first) && ready_at(s, "beta", &first)
+    })
+    .await;
+    // Must-show 4: gamma fails and backs off on its own, with growing delays.
+    run.wait_status("gamma failing twice", Duration::from_secs(60), |s| {
+        cluster(s, "gamma")["failures"].as_u64() >= Some(2)
+    })
+    .await;
+    let status = run.status().await;
+    let gamma = cluster(&status, "gamma");
+    assert_eq!(gamma["phase"], "Failed", "{status:#}");
+    assert!(
+        gamma["last_error"].as_str().unwrap().contains("quota"),
+        "{gamma:#}"
+    );
+    assert!(gamma["retry_in_seconds"].as_u64() >= Some(2), "{gamma:#}");
+
+    // Must-show 2: the endpoints answer.
+    assert_eq!(run.get("/healthz").await.unwrap().0, 200);
+    assert_eq!(run.get("/readyz").await.unwrap().0, 200);
+    let (code, metrics) = run.get("/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    for line in [
+        r#"cairn_reconciles_total{cluster="alpha",result="success"}"#,
+        r#"cairn_reconciles_total{cluster="gamma",result="failure"}"#,
+        r#"cairn_clusters{phase="Ready"} 2"#,
+        &format!(r#"cairn_source_revision{{revision="{first}"}} 1"#),
+        "cairn_reconcile_duration_seconds_bucket",
+        "cairn_leader 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+
+    // Must-show 1a: a commit arrives by polling.
+    let second = scale(&repo, "alpha", 2);
+    run.wait_status(
+        "alpha Ready at the second commit",
+        Duration::from_secs(90),
+        |s| ready_at(s, "alpha", &second),
+    )
+    .await;
+    assert_eq!(md_replicas(mgmt.api.as_ref(), "alpha").await, 2);
+
+    // Must-show 2: SIGTERM stops it cleanly.
+    assert_eq!(
+        run.terminate(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        run.log_tail()
+    );
+    drop(run);
+
+    // 2. Polling every hour: only webhooks bring commits now.
+    let run = Run::start(
+        root.path(),
+        "webhook",
+        &kubeconfig,
+        &repo,
+        &["--poll-interval", "1h"],
+    );
+    run.wait_status("ready at the second commit", Duration::from_secs(60), |s| {
+        s["revision"] == second.as_str()
+    })
+    .await;
+    let third = scale(&repo, "beta", 2);
+    let body = push_body(&third);
+    // Forged, unsigned and garbage requests: 401 or 400, and nothing fetched.
+    let mut forged = signed(&body);
+    forged[1].1 = github_signature(b"not the secret", &body);
+    assert_eq!(run.post("/webhook/github", &forged, &body).await.0, 401);
+    assert_eq!(
+        run.post(
+            "/webhook/github",
+            &[("x-github-event", "push".into())],
+            &body
+        )
+        .await
+        .0,
+        401
+    );
+    let gitlab_forged = [
+        ("x-gitlab-event", "Push Hook".to_string()),
+        ("x-gitlab-token", "guess".to_string()),
+    ];
+    assert_eq!(
+        run.post("/webhook/gitlab", &gitlab_forged, &body).await.0,
+        401
+    );
+    let oversized = vec![b'x'; 2 * 1024 * 1024];
+    assert_eq!(
+        run.post("/webhook/github", &signed(&oversized), &oversized)
+            .await
+            .0,
+        413
+    );
+    let ping = br#"{"zen":"hi"}"#;
+    let mut ping_headers = signed(ping);
+    ping_headers[0].1 = "ping".into();
+    assert_eq!(
+        run.post("/webhook/github", &ping_headers, ping).await.0,
+        200
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = run.status().await;
+    assert_eq!(
+        status["revision"],
+        second.as_str(),
+        "a forged webhook fetched"
+    );
+    assert_eq!(md_replicas(mgmt.api.as_ref(), "beta").await, 1);
+
+    // Must-show 1b: a signed push webhook brings the commit at once.
+    let (code, answer) = run.post("/webhook/github", &signed(&body), &body).await;
+    assert_eq!((code, answer.trim()), (202, "fetching main"));
+    run.wait_status(
+        "beta Ready at the third commit",
+        Duration::from_secs(90),
+        |s| ready_at(s, "beta", &third),
+    )
+    .await;
+    assert_eq!(md_replicas(mgmt.api.as_ref(), "beta").await, 2);
+    let (_, metrics) = run.get("/metrics").await.unwrap();
+    for line in [
+        r#"cairn_webhook_requests_total{provider="github",result="unauthorized"} 2"#,
+        r#"cairn_webhook_requests_total{provider="gitlab",result="unauthorized"} 1"#,
+        r#"cairn_webhook_requests_total{provider="github",result="ping"} 1"#,
+        r#"cairn_webhook_requests_total{provider="github",result="accepted"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+
+    // The failing cluster recovers on its next retry once the cause is gone.
+    mgmt.api.delete(&blocking_quota("gamma")).await.unwrap();
+    run.wait_status("gamma Ready", Duration::from_secs(90), |s| {
+        ready_at(s, "gamma", &third)
+    })
+    .await;
+
+    // Must-show 5: the source goes away; the last good revision is kept and reported.
+    let moved = root.path().join("fleet-moved");
+    std::fs::rename(&repo, &moved).unwrap();
+    let (code, _) = run.post("/webhook/github", &signed(&body), &body).await;
+    assert_eq!(code, 202);
+    run.wait_status("the source reported stale", Duration::from_secs(30), |s| {
+        s["source_stale"] == true
+    })
+    .await;
+    let status = run.status().await;
+    assert_eq!(status["revision"], third.as_str(), "{status:#}");
+    assert!(
+        status["source_error"]
+            .as_str()
+            .unwrap()
+            .contains("no git repository exists"),
+        "{status:#}"
+    );
+    for name in ["alpha", "beta", "gamma"] {
+        assert_eq!(cluster(&status, name)["phase"], "Ready", "{status:#}");
+    }
+    let (code, metrics) = run.get("/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(metrics.contains("cairn_source_stale 1"), "{metrics}");
+    assert!(
+        metrics.contains("cairn_source_fetch_errors_total 1"),
+        "{metrics}"
+    );
+    assert_eq!(run.get("/readyz").await.unwrap().0, 200);
+    drop(run);
+    mgmt.stop().await;
+}
