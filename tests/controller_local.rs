@@ -185,6 +185,35 @@ impl Run {
         }
     }
 
+    /// The status line answering a webhook whose Content-Length is 2 MiB, sent without its
+    /// body (a client that streams a large body can see the connection close before the 413).
+    fn status_line_for_oversized_post(&self) -> String {
+        use std::io::{BufRead, Write};
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let request = format!(
+            "POST /webhook/github HTTP/1.1\r\nhost: {address}\r\nx-github-event: push\r\n\
+             content-length: {}\r\n\r\n",
+            2 * 1024 * 1024
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(stream)
+            .read_line(&mut line)
+            .unwrap();
+        line.trim_end().to_string()
+    }
+
+    /// Sends a signed push webhook for `commit`; it must be accepted.
+    async fn push_signed(&self, commit: &str) {
+        let body = push_body(commit);
+        let (code, answer) = self.post("/webhook/github", &signed(&body), &body).await;
+        assert_eq!((code, answer.trim()), (202, "fetching main"));
+    }
+
     /// SIGTERM, then the exit code (waiting at most `within`).
     fn terminate(&mut self, within: Duration) -> Option<i32> {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
@@ -365,12 +394,10 @@ async fn the_controller_follows_git_by_poll_and_webhook_backs_off_alone_and_surv
         run.post("/webhook/gitlab", &gitlab_forged, &body).await.0,
         401
     );
-    let oversized = vec![b'x'; 2 * 1024 * 1024];
+    // A body over the limit is refused from its Content-Length, before it is read.
     assert_eq!(
-        run.post("/webhook/github", &signed(&oversized), &oversized)
-            .await
-            .0,
-        413
+        run.status_line_for_oversized_post(),
+        "HTTP/1.1 413 Payload Too Large"
     );
     let ping = br#"{"zen":"hi"}"#;
     let mut ping_headers = signed(ping);
@@ -389,8 +416,7 @@ async fn the_controller_follows_git_by_poll_and_webhook_backs_off_alone_and_surv
     assert_eq!(md_replicas(mgmt.api.as_ref(), "beta").await, 1);
 
     // Must-show 1b: a signed push webhook brings the commit at once.
-    let (code, answer) = run.post("/webhook/github", &signed(&body), &body).await;
-    assert_eq!((code, answer.trim()), (202, "fetching main"));
+    run.push_signed(&third).await;
     run.wait_status(
         "beta Ready at the third commit",
         Duration::from_secs(90),
@@ -418,8 +444,7 @@ async fn the_controller_follows_git_by_poll_and_webhook_backs_off_alone_and_surv
     // Must-show 5: the source goes away; the last good revision is kept and reported.
     let moved = root.path().join("fleet-moved");
     std::fs::rename(&repo, &moved).unwrap();
-    let (code, _) = run.post("/webhook/github", &signed(&body), &body).await;
-    assert_eq!(code, 202);
+    run.push_signed(&third).await;
     run.wait_status("the source reported stale", Duration::from_secs(30), |s| {
         s["source_stale"] == true
     })
@@ -445,5 +470,130 @@ async fn the_controller_follows_git_by_poll_and_webhook_backs_off_alone_and_surv
     );
     assert_eq!(run.get("/readyz").await.unwrap().0, 200);
     drop(run);
+    mgmt.stop().await;
+}
+
+async fn lease_holder(api: &impl ClusterApi) -> Option<String> {
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                       "metadata": {"name": "cairn-controller", "namespace": "cairn-system"}});
+    let live = api.get(&lease).await.unwrap()?;
+    live.pointer("/spec/holderIdentity")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_elect_one_leader_which_hands_over_within_the_lease_when_killed() {
+    let root = tempfile::tempdir().unwrap();
+    let mgmt = env::Management::start(root.path(), Duration::from_millis(50)).await;
+    mgmt.api.apply(&namespace("cairn-system")).await.unwrap();
+    let kubeconfig = mgmt.server.kubeconfig_path.clone();
+    let repo = root.path().join("fleet");
+    let first = fleet_repo(&repo, &["alpha"]);
+    let lease_duration = Duration::from_secs(4);
+    let start = |name: &str| {
+        let args = [
+            "--poll-interval",
+            "1h",
+            "--leader-elect",
+            "--lease-duration",
+            "4s",
+            "--identity",
+            name,
+        ];
+        Run::start(root.path(), name, &kubeconfig, &repo, &args)
+    };
+    let mut replicas = vec![start("r1"), start("r2")];
+    for run in &replicas {
+        run.wait_status("a fetched revision", Duration::from_secs(60), |s| {
+            s["revision"] == first.as_str()
+        })
+        .await;
+    }
+    // Exactly one leads, reconciles and holds the Lease; the other only follows.
+    let mut leader = None;
+    for _ in 0..600 {
+        let flags =
+            [replicas[0].status().await, replicas[1].status().await].map(|s| s["leader"] == true);
+        if flags[0] != flags[1] {
+            leader = Some(usize::from(flags[1]));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let leader = leader.expect("one of the two replicas leads");
+    let follower = 1 - leader;
+    replicas[leader]
+        .wait_status("alpha Ready", Duration::from_secs(90), |s| {
+            ready_at(s, "alpha", &first)
+        })
+        .await;
+    let identity = ["r1", "r2"][leader];
+    assert_eq!(
+        lease_holder(mgmt.api.as_ref()).await.as_deref(),
+        Some(identity)
+    );
+    let followed = replicas[follower].status().await;
+    assert_eq!(followed["leader"], false, "{followed:#}");
+    assert_eq!(
+        cluster(&followed, "alpha")["phase"],
+        "Pending",
+        "{followed:#}"
+    );
+    let (_, metrics) = replicas[follower].get("/metrics").await.unwrap();
+    assert!(metrics.contains("cairn_leader 0"), "{metrics}");
+    assert!(!metrics.contains("cairn_reconciles_total{"), "{metrics}");
+    // Both are ready: the Service may send a webhook to either.
+    assert_eq!(replicas[follower].get("/readyz").await.unwrap().0, 200);
+
+    // A push webhook that reaches the follower is relayed to the leader through the Lease.
+    let second = scale(&repo, "alpha", 2);
+    replicas[follower].push_signed(&second).await;
+    replicas[leader]
+        .wait_status("the relayed commit applied", Duration::from_secs(90), |s| {
+            ready_at(s, "alpha", &second)
+        })
+        .await;
+    assert_eq!(md_replicas(mgmt.api.as_ref(), "alpha").await, 2);
+    let followed = replicas[follower].status().await;
+    assert_eq!(
+        cluster(&followed, "alpha")["phase"],
+        "Pending",
+        "{followed:#}"
+    );
+
+    // The leader dies without releasing the Lease: the follower takes over within the lease
+    // duration (plus one renew period to notice) and reconciles the next commit.
+    replicas[leader].child.kill().unwrap();
+    let killed = Instant::now();
+    replicas[follower]
+        .wait_status("the follower leading", Duration::from_secs(30), |s| {
+            s["leader"] == true
+        })
+        .await;
+    let handover = killed.elapsed();
+    eprintln!("handover after the leader was killed: {handover:?} (lease {lease_duration:?})");
+    assert!(
+        handover < lease_duration + Duration::from_secs(2),
+        "handover took {handover:?}"
+    );
+    assert_eq!(
+        lease_holder(mgmt.api.as_ref()).await.as_deref(),
+        Some(["r1", "r2"][follower])
+    );
+    let third = scale(&repo, "alpha", 1);
+    replicas[follower].push_signed(&third).await;
+    replicas[follower]
+        .wait_status("the new leader applying", Duration::from_secs(90), |s| {
+            ready_at(s, "alpha", &third)
+        })
+        .await;
+    assert_eq!(md_replicas(mgmt.api.as_ref(), "alpha").await, 1);
+
+    // SIGTERM: exit 0 and the Lease released for the next replica.
+    let code = replicas[follower].terminate(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{}", replicas[follower].log_tail());
+    assert_eq!(lease_holder(mgmt.api.as_ref()).await, None);
+    replicas.clear();
     mgmt.stop().await;
 }

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use crate::parse_duration;
 use cairn::apply::api::KubeClusterApi;
 use cairn::controller::leader::{Elector, LeaseConfig, default_identity};
+use cairn::controller::relay::relay;
 use cairn::controller::schedule::Backoff;
 use cairn::controller::shared::Shared;
 use cairn::controller::{Controller, ControllerOptions, http};
@@ -164,7 +165,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    let server = tokio::spawn(http::serve(listener, shared, stopped()));
+    let server = tokio::spawn(http::serve(listener, shared.clone(), stopped()));
     let (leading_tx, leading_rx) = watch::channel(!args.leader_elect);
     // An election that cannot go on (no namespace for the Lease) ends the process with its error.
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
@@ -176,7 +177,16 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         );
         config.lease_duration = args.lease_duration;
         config.renew_period = (args.lease_duration / 5).max(Duration::from_millis(200));
-        let election = Elector::new(client, config).run(leading_tx, stopped());
+        let elector = Elector::new(client.clone(), config);
+        tokio::spawn(relay(
+            kube::Api::namespaced(client, &args.lease_namespace),
+            args.lease_name.clone(),
+            shared.clone(),
+            leading_rx.clone(),
+            elector.fetch_requests(),
+            stopped(),
+        ));
+        let election = elector.run(leading_tx, stopped());
         tokio::spawn(async move {
             if let Err(e) = election.await {
                 let _ = failed_tx.send(e);

@@ -25,7 +25,26 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/webhook/github", post(github))
         .route("/webhook/gitlab", post(gitlab))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_declared_oversize))
         .with_state(shared)
+}
+
+/// Answers 413 at once to a request whose Content-Length is over the limit, without waiting
+/// for a body it would refuse anyway (chunked bodies are cut at the limit by DefaultBodyLimit).
+async fn refuse_declared_oversize(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        let message = format!("request body over {MAX_BODY_BYTES} bytes\n");
+        return (StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    }
+    next.run(request).await
 }
 
 /// Serves until `shutdown` resolves.
@@ -101,7 +120,7 @@ fn answer(shared: &Shared, provider: &str, event: Result<Event, WebhookError>) -
         Ok(Event::Ping) => (StatusCode::OK, "ping", "pong".to_string()),
         Ok(Event::Push { branch: pushed, .. }) if pushed == branch => {
             tracing::info!(provider, %branch, "push webhook: fetching now");
-            shared.trigger();
+            shared.pushed();
             (
                 StatusCode::ACCEPTED,
                 "accepted",

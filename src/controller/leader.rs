@@ -195,10 +195,16 @@ pub enum LeaderError {
     TimedOut { lease: String, after: Duration },
 }
 
+/// Annotation on the Lease by which a follower that received a push webhook asks the leader
+/// to fetch (the Service sends webhooks to any replica; see `relay`).
+pub const FETCH_REQUEST_ANNOTATION: &str = "cairn.dev/fetch-requested";
+
 /// Takes part in the election for one Lease.
 pub struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
+    /// The Lease's fetch-request annotation as last read.
+    requests: watch::Sender<Option<String>>,
 }
 
 impl Elector {
@@ -207,7 +213,13 @@ impl Elector {
         Elector {
             api: Api::namespaced(client, &config.namespace),
             config,
+            requests: watch::channel(None).0,
         }
+    }
+
+    /// The Lease's `cairn.dev/fetch-requested` annotation, updated at each read of the Lease.
+    pub fn fetch_requests(&self) -> watch::Receiver<Option<String>> {
+        self.requests.subscribe()
     }
 
     /// Campaigns until `shutdown` completes, publishing on `leading` whether this candidate
@@ -293,7 +305,30 @@ impl Elector {
     /// One round: read the Lease, decide, write. `Ok(true)` when this candidate holds the
     /// Lease afterwards.
     async fn acquire_or_renew(&self) -> Result<bool, LeaderError> {
+        // A holder's renewal that loses a race was beaten by a write that is not a candidate's
+        // (a follower's fetch request, a person's annotation): read again rather than step down.
+        for _ in 0..2 {
+            let (held, renewing) = self.acquire_or_renew_once().await?;
+            if held || !renewing {
+                return Ok(held);
+            }
+        }
+        Ok(false)
+    }
+
+    /// One read, decision and write; also whether the decision was to renew.
+    async fn acquire_or_renew_once(&self) -> Result<(bool, bool), LeaderError> {
         let current = self.read().await?;
+        let requested = current
+            .as_ref()
+            .and_then(|l| l.metadata.annotations.as_ref())
+            .and_then(|a| a.get(FETCH_REQUEST_ANNOTATION))
+            .cloned();
+        self.requests.send_if_modified(|seen| {
+            let changed = *seen != requested;
+            *seen = requested;
+            changed
+        });
         // A Lease without a spec exists but has no holder: it is taken over, not created.
         let spec = current
             .as_ref()
@@ -309,9 +344,10 @@ impl Elector {
             self.config.lease_duration,
         ) else {
             debug!(lease = %self.lease_ref(), ?decision, "following");
-            return Ok(false);
+            return Ok((false, false));
         };
-        self.write(current, next, &decision).await
+        let renewing = decision == Decision::Renew;
+        Ok((self.write(current, next, &decision).await?, renewing))
     }
 
     /// Creates the Lease, or replaces the version that was read. `Ok(false)` when another

@@ -11,6 +11,7 @@
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod relay;
 pub mod schedule;
 pub mod shared;
 pub mod webhook;
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -30,6 +32,26 @@ use crate::render::{Bundle, render_repo};
 use crate::source::{Mirror, SourceError, SourceSpec};
 use schedule::{Backoff, Reason, Schedule, jittered};
 use shared::{FAILED, READY, RECONCILING, Shared};
+
+/// What reconciling one cluster means: `apply_cluster` (every stage, through the pivot) unless
+/// a caller, such as a benchmark that has no provider, supplies its own.
+pub type Reconciler = Arc<
+    dyn Fn(Arc<KubeClusterApi>, Arc<Bundle>, ApplyOptions) -> BoxFuture<'static, Result<(), String>>
+        + Send
+        + Sync,
+>;
+
+/// The reconciler of `cairn run`: the whole cluster, as `cairn apply` does it.
+pub fn apply_everything() -> Reconciler {
+    Arc::new(|mgmt, bundle, opts| {
+        Box::pin(async move {
+            apply_cluster(&mgmt, &bundle, &opts)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    })
+}
 
 /// How `cairn run` runs.
 #[derive(Clone, Debug)]
@@ -82,6 +104,7 @@ pub struct Controller {
     mgmt: Arc<KubeClusterApi>,
     mirror: Mirror,
     shared: Arc<Shared>,
+    reconciler: Reconciler,
 }
 
 impl Controller {
@@ -100,7 +123,14 @@ impl Controller {
             mgmt: Arc::new(mgmt),
             mirror,
             shared,
+            reconciler: apply_everything(),
         })
+    }
+
+    /// Replaces what reconciling a cluster does.
+    pub fn with_reconciler(mut self, reconciler: Reconciler) -> Controller {
+        self.reconciler = reconciler;
+        self
     }
 
     /// Runs until `shutdown` resolves, reconciling while `leading` is true. On shutdown, the
@@ -279,6 +309,7 @@ impl Controller {
                 c.retry_in_seconds = None;
             });
             tasks.spawn(reconcile(
+                self.reconciler.clone(),
                 self.mgmt.clone(),
                 bundle.clone(),
                 hash.clone(),
@@ -306,6 +337,7 @@ impl Controller {
             Ok(()) => {
                 schedule.succeeded(&done.cluster, &done.hash, Instant::now());
                 self.shared.update_cluster(&done.cluster, |c| {
+                    c.took_seconds = Some(done.took.as_secs_f64());
                     c.phase = READY.into();
                     c.revision = Some(done.revision.clone());
                     c.failures = 0;
@@ -317,6 +349,7 @@ impl Controller {
                 let failures = schedule.failures(&done.cluster);
                 tracing::warn!(cluster = %done.cluster, failures, retry_in = ?delay, "{error}");
                 self.shared.update_cluster(&done.cluster, |c| {
+                    c.took_seconds = Some(done.took.as_secs_f64());
                     c.phase = FAILED.into();
                     c.failures = failures;
                     c.retry_in_seconds = Some(delay.as_secs());
@@ -356,20 +389,20 @@ impl Controller {
 }
 
 async fn reconcile(
+    reconciler: Reconciler,
     mgmt: Arc<KubeClusterApi>,
     bundle: Arc<Bundle>,
     hash: String,
     opts: ApplyOptions,
 ) -> Done {
     let started = Instant::now();
-    let result = apply_cluster(&mgmt, &bundle, &opts)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string());
+    let cluster = bundle.cluster.clone();
+    let revision = opts.revision.clone();
+    let result = reconciler(mgmt, bundle, opts).await;
     Done {
-        cluster: bundle.cluster.clone(),
+        cluster,
         hash,
-        revision: opts.revision.clone(),
+        revision,
         took: started.elapsed(),
         result,
     }

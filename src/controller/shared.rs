@@ -37,6 +37,8 @@ pub struct ClusterView {
     pub failures: u32,
     pub retry_in_seconds: Option<u64>,
     pub last_error: Option<String>,
+    /// How long the last reconcile took.
+    pub took_seconds: Option<f64>,
 }
 
 pub const PENDING: &str = "Pending";
@@ -48,6 +50,8 @@ pub struct Shared {
     pub metrics: Metrics,
     view: Mutex<FleetView>,
     trigger: Notify,
+    /// Push webhooks accepted so far (the relay tells the leader of those a follower got).
+    pushes: tokio::sync::watch::Sender<u64>,
     webhook_secret: Option<Vec<u8>>,
 }
 
@@ -61,6 +65,7 @@ impl Shared {
                 ..FleetView::default()
             }),
             trigger: Notify::new(),
+            pushes: tokio::sync::watch::channel(0).0,
             webhook_secret,
         }
     }
@@ -116,6 +121,17 @@ impl Shared {
 
     pub async fn triggered(&self) {
         self.trigger.notified().await
+    }
+
+    /// A push webhook for the watched branch arrived: fetch now, and let the relay know.
+    pub fn pushed(&self) {
+        self.trigger();
+        self.pushes.send_modify(|n| *n += 1);
+    }
+
+    /// Changes whenever a push webhook is accepted.
+    pub fn pushes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.pushes.subscribe()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FleetView> {
