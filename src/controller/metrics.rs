@@ -75,7 +75,7 @@ impl Metrics {
         );
         registry.register(
             "cairn_clusters",
-            "Clusters of the desired fleet by controller phase (Pending, Reconciling, Ready, Failed)",
+            "Clusters by controller phase (Pending, Reconciling, Ready, Failed, Deleting)",
             clusters.clone(),
         );
         registry.register(

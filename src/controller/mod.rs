@@ -27,11 +27,12 @@ use tokio::task::JoinSet;
 
 use crate::apply::api::KubeClusterApi;
 use crate::apply::cluster::{ApplyOptions, apply_cluster, bundle_hash};
+use crate::apply::removal::{departed, remove_cluster};
 use crate::model::diag::Diagnostic;
 use crate::render::{Bundle, render_repo};
 use crate::source::{Mirror, SourceError, SourceSpec};
 use schedule::{Backoff, Reason, Schedule, jittered};
-use shared::{FAILED, READY, RECONCILING, Shared};
+use shared::{DELETING, FAILED, READY, RECONCILING, Shared};
 
 /// What reconciling one cluster means: `apply_cluster` (every stage, through the pivot) unless
 /// a caller, such as a benchmark that has no provider, supplies its own.
@@ -87,8 +88,12 @@ pub enum ControllerError {
 struct Desired {
     revision: String,
     bundles: BTreeMap<String, Arc<Bundle>>,
+    /// Bundle hash of every cluster to reconcile; [`DEPARTED`] for a cluster to delete.
     hashes: BTreeMap<String, String>,
 }
+
+/// The "hash" of a cluster that left the repository and is deleted (with `--prune`).
+const DEPARTED: &str = "departed";
 
 /// A cluster's reconcile, as it comes back to the loop.
 struct Done {
@@ -168,7 +173,7 @@ impl Controller {
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Ok(done) = done {
                         in_flight.remove(&done.cluster);
-                        self.record(done, &mut schedule);
+                        self.record(done, &mut schedule, &mut desired);
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {}
@@ -212,15 +217,16 @@ impl Controller {
             return;
         }
         match self.render(&revision).await {
-            Ok(next) => {
+            Ok(mut next) => {
+                self.add_departed(&mut next).await;
                 tracing::info!(%revision, clusters = next.bundles.len(), "rendered a new revision");
                 schedule.retain(&next.hashes);
                 self.shared.update(|v| {
                     v.revision = Some(revision.clone());
                     v.render_error = None;
-                    v.clusters.retain(|name, _| next.bundles.contains_key(name));
+                    v.clusters.retain(|name, _| next.hashes.contains_key(name));
                 });
-                for name in next.bundles.keys() {
+                for name in next.hashes.keys() {
                     self.shared.update_cluster(name, |_| {});
                 }
                 *desired = Some(next);
@@ -229,6 +235,23 @@ impl Controller {
                 tracing::warn!(%revision, "revision does not render; keeping the last good one: {e}");
                 self.shared.update(|v| v.render_error = Some(e));
             }
+        }
+    }
+
+    /// With `--prune`, the live clusters the revision no longer has, to be deleted (reverse
+    /// pivot first for pivoted ones; `cairn.dev/protect` refuses).
+    async fn add_departed(&self, next: &mut Desired) {
+        if !self.opts.prune {
+            return;
+        }
+        let rendered: Vec<String> = next.bundles.keys().cloned().collect();
+        match departed(self.mgmt.as_ref(), &rendered).await {
+            Ok(names) => {
+                for name in names {
+                    next.hashes.insert(name, DEPARTED.to_string());
+                }
+            }
+            Err(e) => tracing::warn!("cannot list the clusters that left the repository: {e}"),
         }
     }
 
@@ -294,24 +317,27 @@ impl Controller {
             .into_iter()
             .take(free)
         {
-            let (Some(bundle), Some(hash)) = (
-                desired.bundles.get(&due.cluster),
-                desired.hashes.get(&due.cluster),
-            ) else {
+            let Some(hash) = desired.hashes.get(&due.cluster) else {
                 continue;
             };
+            let bundle = desired.bundles.get(&due.cluster).cloned();
             in_flight.insert(due.cluster.clone());
             if due.reason != Reason::Drift {
                 tracing::info!(cluster = %due.cluster, reason = ?due.reason, "reconciling");
             }
+            let phase = if bundle.is_some() {
+                RECONCILING
+            } else {
+                DELETING
+            };
             self.shared.update_cluster(&due.cluster, |c| {
-                c.phase = RECONCILING.into();
+                c.phase = phase.into();
                 c.retry_in_seconds = None;
             });
             tasks.spawn(reconcile(
                 self.reconciler.clone(),
                 self.mgmt.clone(),
-                bundle.clone(),
+                (due.cluster.clone(), bundle),
                 hash.clone(),
                 self.apply_options(&desired.revision),
             ));
@@ -329,11 +355,19 @@ impl Controller {
     }
 
     /// Records a finished reconcile: converged, or backed off.
-    fn record(&self, done: Done, schedule: &mut Schedule) {
+    fn record(&self, done: Done, schedule: &mut Schedule, desired: &mut Option<Desired>) {
         self.shared
             .metrics
             .reconciled(&done.cluster, done.result.is_ok(), done.took);
         match done.result {
+            Ok(()) if done.hash == DEPARTED => {
+                tracing::info!(cluster = %done.cluster, "deleted (it left the repository)");
+                if let Some(d) = desired {
+                    d.hashes.remove(&done.cluster);
+                    schedule.retain(&d.hashes);
+                }
+                self.shared.update(|v| v.clusters.remove(&done.cluster));
+            }
             Ok(()) => {
                 schedule.succeeded(&done.cluster, &done.hash, Instant::now());
                 self.shared.update_cluster(&done.cluster, |c| {
@@ -388,17 +422,22 @@ impl Controller {
     }
 }
 
+/// Applies a cluster (`Some` bundle) or deletes one that left the repository.
 async fn reconcile(
     reconciler: Reconciler,
     mgmt: Arc<KubeClusterApi>,
-    bundle: Arc<Bundle>,
+    (cluster, bundle): (String, Option<Arc<Bundle>>),
     hash: String,
     opts: ApplyOptions,
 ) -> Done {
     let started = Instant::now();
-    let cluster = bundle.cluster.clone();
     let revision = opts.revision.clone();
-    let result = reconciler(mgmt, bundle, opts).await;
+    let result = match bundle {
+        Some(bundle) => reconciler(mgmt, bundle, opts).await,
+        None => remove_cluster(&mgmt, &cluster, &opts)
+            .await
+            .map_err(|e| e.to_string()),
+    };
     Done {
         cluster,
         hash,

@@ -27,7 +27,8 @@ pub struct FleetView {
 /// One cluster as the controller sees it.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ClusterView {
-    /// Pending (not started yet), Reconciling, Ready or Failed.
+    /// Pending (not started yet), Reconciling, Ready, Failed, or Deleting (it left the
+    /// repository and `--prune` is on).
     pub phase: String,
     /// The last step reported while reconciling.
     pub step: String,
@@ -45,6 +46,7 @@ pub const PENDING: &str = "Pending";
 pub const RECONCILING: &str = "Reconciling";
 pub const READY: &str = "Ready";
 pub const FAILED: &str = "Failed";
+pub const DELETING: &str = "Deleting";
 
 pub struct Shared {
     pub metrics: Metrics,
