@@ -15,7 +15,8 @@ use cairn::controller::webhook::github_signature;
 use common::git;
 use serde_json::{Value, json};
 
-const SECRET: &str = "webhook-secret-for-tests";
+/// The webhook secret, shaped as a canary (see `common::forms`) so that a leak is recognisable.
+const SECRET: &str = "CANARY-5e1f0c2a9b7d4e3f8a6c1b0d";
 
 fn fleet_files(clusters: &[&str]) -> Vec<(String, String)> {
     let mut files = vec![
@@ -488,6 +489,19 @@ async fn the_controller_follows_git_by_poll_and_webhook_backs_off_alone_and_surv
         "{metrics}"
     );
     assert_eq!(run.get("/readyz").await.unwrap().0, 200);
+
+    // The webhook secret shows nowhere: not in the logs, /status or /metrics.
+    let status = run.get("/status").await.unwrap().1;
+    let logs = std::fs::read_to_string(&run.log).unwrap()
+        + &std::fs::read_to_string(root.path().join("poll.log")).unwrap();
+    for form in common::forms(SECRET) {
+        for (place, text) in [("log", &logs), ("/status", &status), ("/metrics", &metrics)] {
+            assert!(
+                !text.contains(&form),
+                "the webhook secret is in the {place}"
+            );
+        }
+    }
     drop(run);
     mgmt.stop().await;
 }
