@@ -191,6 +191,17 @@ enum Command {
     /// cairn-system/<cluster>. When the source is unreachable it keeps the last good revision
     /// and reports the source as stale. It never needs the management cluster.
     Agent(cli::AgentArgs),
+    /// The whole product on this machine in a few minutes, then everything stopped.
+    ///
+    /// Starts a local environment (as `cairn local up`), commits the example fleet to a git
+    /// repository in a temporary directory and runs the controller on it until every cluster
+    /// is Ready (two of the three through the pivot), with progress on stderr. Then commits one
+    /// change (worker pool md-0 of dev-docker-1 scaled from 2 to 3), carries it through,
+    /// prints the status table (as `cairn status`) on stdout and a summary on stderr, and
+    /// stops everything, also on error, Ctrl-C or SIGTERM (unless --keep). Needs Go the first
+    /// time, to build kube-apiserver and etcd (or set KUBEBUILDER_ASSETS). Exit code 0, or 2
+    /// on failure.
+    Demo(cli::demo::DemoArgs),
     /// A local environment: real API servers and a Cluster API provider simulator.
     #[command(subcommand)]
     Local(LocalCommand),
@@ -360,7 +371,8 @@ fn init_logging(filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(cli::demo::log_writer)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -441,6 +453,9 @@ fn run(command: Command) -> Result<u8> {
         }),
         Command::Run(args) => tokio::runtime::Runtime::new()?.block_on(cli::run::run(*args)),
         Command::Agent(args) => tokio::runtime::Runtime::new()?.block_on(cli::agent(args)),
+        Command::Demo(args) => {
+            tokio::runtime::Runtime::new()?.block_on(cli::demo::demo(args, &tools_dir()))
+        }
         Command::Local(command) => tokio::runtime::Runtime::new()?.block_on(local(command)),
         Command::Schema { out } => write_schemas(&out),
     }

@@ -1,6 +1,7 @@
 //! `cairn pivot`, `cairn agent` and `cairn preview`: thin wrappers over `pivot::mover`,
 //! `agent` and `preview`.
 
+pub mod demo;
 pub mod preview;
 pub mod run;
 
