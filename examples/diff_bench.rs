@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use cairn::apply::api::KubeClusterApi;
+use cairn::apply::cluster::{handed_over, stage as stage_objects};
 use cairn::apply::stage::{self, Group, StageOptions, apply_stage};
 use cairn::diff::key::ObjectKey;
 use cairn::kube_client::install_crds;
@@ -88,26 +89,6 @@ fn write_fleet(dir: &Path, clusters: usize) -> Result<()> {
     Ok(())
 }
 
-fn objects(bundle: &Bundle, name: StageName) -> &[Value] {
-    bundle
-        .stage(name)
-        .map(|s| s.objects.as_slice())
-        .unwrap_or(&[])
-}
-
-/// Bootstrap objects the workload stage also renders: created by bootstrap, owned by workload.
-fn handed_over(bundle: &Bundle) -> Vec<ObjectKey> {
-    let workload: Vec<ObjectKey> = objects(bundle, StageName::Workload)
-        .iter()
-        .map(ObjectKey::of)
-        .collect();
-    objects(bundle, StageName::Bootstrap)
-        .iter()
-        .map(ObjectKey::of)
-        .filter(|k| workload.contains(k))
-        .collect()
-}
-
 /// Brings every cluster's management-side stages to the steady state `cairn apply` leaves.
 async fn converge(api: &KubeClusterApi, bundles: &[Bundle]) -> Result<()> {
     let opts = StageOptions {
@@ -116,7 +97,7 @@ async fn converge(api: &KubeClusterApi, bundles: &[Bundle]) -> Result<()> {
     };
     for bundle in bundles {
         let shared = handed_over(bundle);
-        let (handed, owned): (Vec<Value>, Vec<Value>) = objects(bundle, StageName::Bootstrap)
+        let (handed, owned): (Vec<Value>, Vec<Value>) = stage_objects(bundle, StageName::Bootstrap)
             .iter()
             .cloned()
             .partition(|o| shared.contains(&ObjectKey::of(o)));
@@ -127,7 +108,10 @@ async fn converge(api: &KubeClusterApi, bundles: &[Bundle]) -> Result<()> {
         };
         let bootstrap = [group(owned, false), group(handed, true)];
         apply_stage(api, &bundle.cluster, StageName::Bootstrap, &bootstrap, opts).await?;
-        let workload = [group(objects(bundle, StageName::Workload).to_vec(), false)];
+        let workload = [group(
+            stage_objects(bundle, StageName::Workload).to_vec(),
+            false,
+        )];
         apply_stage(api, &bundle.cluster, StageName::Workload, &workload, opts).await?;
     }
     Ok(())
@@ -154,7 +138,7 @@ async fn plan_fleet(api: Arc<KubeClusterApi>, bundles: Arc<Vec<Bundle>>) -> Resu
                     api.as_ref(),
                     &bundle.cluster,
                     name,
-                    objects(bundle, name),
+                    stage_objects(bundle, name),
                     create_only,
                     false,
                 )
@@ -276,14 +260,14 @@ async fn main() -> Result<()> {
     let mut planned = 0;
     for bundle in bundles.iter() {
         let shared = handed_over(bundle);
-        let mut docs: Vec<&Value> = objects(bundle, StageName::Bootstrap)
+        let mut docs: Vec<&Value> = stage_objects(bundle, StageName::Bootstrap)
             .iter()
             .filter(|o| !shared.contains(&ObjectKey::of(o)))
             .collect();
-        docs.extend(objects(bundle, StageName::Workload));
+        docs.extend(stage_objects(bundle, StageName::Workload));
         distinct += docs.len();
-        planned += objects(bundle, StageName::Bootstrap).len()
-            + objects(bundle, StageName::Workload).len();
+        planned += stage_objects(bundle, StageName::Bootstrap).len()
+            + stage_objects(bundle, StageName::Workload).len();
         let mut text = String::new();
         for doc in docs {
             text.push_str("---\n");

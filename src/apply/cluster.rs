@@ -137,7 +137,7 @@ impl ClusterReport {
     }
 }
 
-pub(super) fn stage(bundle: &Bundle, name: StageName) -> &[Value] {
+pub fn stage(bundle: &Bundle, name: StageName) -> &[Value] {
     bundle
         .stage(name)
         .map(|s: &Stage| s.objects.as_slice())
@@ -296,7 +296,7 @@ fn addon_groups(objects: &[Value]) -> Vec<Group> {
     groups.into_iter().map(|(_, g)| g).collect()
 }
 
-pub(super) fn report_stage(opts: &ApplyOptions, cluster: &str, stage: StageName, r: &StageReport) {
+pub fn report_stage(opts: &ApplyOptions, cluster: &str, stage: StageName, r: &StageReport) {
     let step = format!(
         "{} stage applied: {} written, {} unchanged, {} pruned, {} kept",
         stage.as_str(),
@@ -319,7 +319,7 @@ pub(super) fn one_group(objects: &[Value]) -> Vec<Group> {
 /// Keys of the bootstrap objects the workload stage also renders (the KubeadmControlPlane and
 /// its machine template). The bootstrap stage only creates them: once they exist, the workload
 /// stage owns them, or every run would scale the control plane down to one and back up.
-fn handed_over(bundle: &Bundle) -> Vec<ObjectKey> {
+pub fn handed_over(bundle: &Bundle) -> Vec<ObjectKey> {
     let workload: Vec<ObjectKey> = stage(bundle, StageName::Workload)
         .iter()
         .map(ObjectKey::of)
@@ -332,7 +332,7 @@ fn handed_over(bundle: &Bundle) -> Vec<ObjectKey> {
 }
 
 /// The bootstrap stage as groups: what it alone owns, then what it hands over (create only).
-fn bootstrap_groups(bundle: &Bundle) -> Vec<Group> {
+pub fn bootstrap_groups(bundle: &Bundle) -> Vec<Group> {
     let shared = handed_over(bundle);
     let (handed, owned): (Vec<Value>, Vec<Value>) = stage(bundle, StageName::Bootstrap)
         .iter()

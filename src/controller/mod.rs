@@ -11,6 +11,7 @@
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod packed;
 pub mod relay;
 pub mod schedule;
 pub mod shared;
@@ -29,10 +30,11 @@ use crate::apply::api::KubeClusterApi;
 use crate::apply::cluster::{ApplyOptions, apply_cluster, bundle_hash};
 use crate::apply::removal::{departed, remove_cluster};
 use crate::model::diag::Diagnostic;
-use crate::render::{Bundle, render_repo};
+use crate::render::{Bundle, render_repo_with};
 use crate::source::{Mirror, SourceError, SourceSpec};
+use packed::Packed;
 use schedule::{Backoff, Reason, Schedule, jittered};
-use shared::{DELETING, FAILED, READY, RECONCILING, Shared};
+use shared::{ClusterView, DELETING, FAILED, READY, RECONCILING, Shared};
 
 /// What reconciling one cluster means: `apply_cluster` (every stage, through the pivot) unless
 /// a caller, such as a benchmark that has no provider, supplies its own.
@@ -87,7 +89,7 @@ pub enum ControllerError {
 /// The revision being reconciled, rendered.
 struct Desired {
     revision: String,
-    bundles: BTreeMap<String, Arc<Bundle>>,
+    bundles: BTreeMap<String, Packed>,
     /// Bundle hash of every cluster to reconcile; [`DEPARTED`] for a cluster to delete.
     hashes: BTreeMap<String, String>,
 }
@@ -225,10 +227,12 @@ impl Controller {
                     v.revision = Some(revision.clone());
                     v.render_error = None;
                     v.clusters.retain(|name, _| next.hashes.contains_key(name));
+                    for name in next.hashes.keys() {
+                        v.clusters
+                            .entry(name.clone())
+                            .or_insert_with(ClusterView::pending);
+                    }
                 });
-                for name in next.hashes.keys() {
-                    self.shared.update_cluster(name, |_| {});
-                }
                 *desired = Some(next);
             }
             Err(e) => {
@@ -260,7 +264,7 @@ impl Controller {
         let mirror = self.mirror.clone();
         let (rev, path) = (revision.to_string(), self.opts.path.clone());
         let agent_url = self.opts.agent_source_url.clone();
-        let rendered = tokio::task::spawn_blocking(move || {
+        let (bundles, hashes) = tokio::task::spawn_blocking(move || {
             let mut snapshot = mirror.snapshot(&rev).map_err(|e| e.to_string())?;
             if let Some(path) = path {
                 snapshot = snapshot.subtree(&path);
@@ -268,9 +272,20 @@ impl Controller {
                     return Err(format!("--path {path}: no such directory at {rev}"));
                 }
             }
-            let rendered = render_repo(&snapshot, &[]);
-            let errors: Vec<String> = rendered
-                .diagnostics
+            // Streamed: each bundle is hashed and packed as it comes, so the whole fleet never
+            // sits in memory as JSON trees.
+            let packed = std::sync::Mutex::new((BTreeMap::new(), BTreeMap::new()));
+            let diagnostics = render_repo_with(&snapshot, &[], |mut bundle| {
+                if let Some(url) = &agent_url {
+                    crate::render::pivot::override_source_url(&mut bundle, url);
+                }
+                let hash = bundle_hash(&bundle);
+                let mut maps = packed.lock().unwrap_or_else(|e| e.into_inner());
+                maps.0.insert(bundle.cluster.clone(), Packed::pack(&bundle));
+                maps.1.insert(bundle.cluster.clone(), hash);
+                Ok(())
+            });
+            let errors: Vec<String> = diagnostics
                 .iter()
                 .filter(|d| d.is_error())
                 .map(Diagnostic::to_string)
@@ -278,24 +293,10 @@ impl Controller {
             if !errors.is_empty() {
                 return Err(errors.join("\n"));
             }
-            let mut bundles = rendered.bundles;
-            if let Some(url) = &agent_url {
-                for bundle in &mut bundles {
-                    crate::render::pivot::override_source_url(bundle, url);
-                }
-            }
-            Ok(bundles)
+            Ok(packed.into_inner().unwrap_or_else(|e| e.into_inner()))
         })
         .await
         .map_err(|e| e.to_string())??;
-        let hashes = rendered
-            .iter()
-            .map(|b| (b.cluster.clone(), bundle_hash(b)))
-            .collect();
-        let bundles = rendered
-            .into_iter()
-            .map(|b| (b.cluster.clone(), Arc::new(b)))
-            .collect();
         Ok(Desired {
             revision: revision.to_string(),
             bundles,
@@ -320,7 +321,14 @@ impl Controller {
             let Some(hash) = desired.hashes.get(&due.cluster) else {
                 continue;
             };
-            let bundle = desired.bundles.get(&due.cluster).cloned();
+            let bundle = match desired.bundles.get(&due.cluster).map(Packed::unpack) {
+                None => None,
+                Some(Ok(bundle)) => Some(Arc::new(bundle)),
+                Some(Err(e)) => {
+                    tracing::error!(cluster = %due.cluster, "{e}");
+                    continue;
+                }
+            };
             in_flight.insert(due.cluster.clone());
             if due.reason != Reason::Drift {
                 tracing::info!(cluster = %due.cluster, reason = ?due.reason, "reconciling");

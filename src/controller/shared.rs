@@ -42,6 +42,16 @@ pub struct ClusterView {
     pub took_seconds: Option<f64>,
 }
 
+impl ClusterView {
+    /// A cluster the controller has not started on.
+    pub fn pending() -> ClusterView {
+        ClusterView {
+            phase: PENDING.into(),
+            ..ClusterView::default()
+        }
+    }
+}
+
 pub const PENDING: &str = "Pending";
 pub const RECONCILING: &str = "Reconciling";
 pub const READY: &str = "Ready";
@@ -81,26 +91,36 @@ impl Shared {
     pub fn update<T>(&self, change: impl FnOnce(&mut FleetView) -> T) -> T {
         let mut view = self.lock();
         let out = change(&mut view);
-        let mut counts = BTreeMap::new();
-        for cluster in view.clusters.values() {
-            *counts.entry(cluster.phase.clone()).or_insert(0) += 1;
-        }
-        self.metrics.phases(&counts);
+        self.count_phases(&view);
         out
     }
 
-    /// Changes one cluster's view (created Pending when new).
+    /// Changes one cluster's view (created Pending when new). Phases are counted again only
+    /// when its phase changed: progress steps come often, and counting is linear in the fleet.
     pub fn update_cluster(&self, cluster: &str, change: impl FnOnce(&mut ClusterView)) {
-        self.update(|view| {
-            let entry = view
-                .clusters
-                .entry(cluster.to_string())
-                .or_insert_with(|| ClusterView {
-                    phase: PENDING.into(),
-                    ..ClusterView::default()
-                });
-            change(entry)
-        })
+        let mut view = self.lock();
+        let entry = view
+            .clusters
+            .entry(cluster.to_string())
+            .or_insert_with(ClusterView::pending);
+        let before = entry.phase.clone();
+        change(entry);
+        if entry.phase != before {
+            self.count_phases(&view);
+        }
+    }
+
+    fn count_phases(&self, view: &FleetView) {
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        for cluster in view.clusters.values() {
+            match counts.get_mut(&cluster.phase) {
+                Some(n) => *n += 1,
+                None => {
+                    counts.insert(cluster.phase.clone(), 1);
+                }
+            }
+        }
+        self.metrics.phases(&counts);
     }
 
     /// Ready once a fetched revision has rendered.

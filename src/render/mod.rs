@@ -25,14 +25,14 @@ use finalize::{
 use kinds::compare_objects;
 
 /// One stage of a cluster's bundle, objects in apply order.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stage {
     pub name: StageName,
     pub objects: Vec<Value>,
 }
 
 /// Everything cairn applies for one cluster.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Bundle {
     pub cluster: String,
     pub pivot: bool,
