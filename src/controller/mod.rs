@@ -162,8 +162,10 @@ impl Controller {
                 next_fetch = Instant::now() + jittered(self.opts.poll_interval, fastrand::f64());
             }
             let is_leader = *leading.borrow_and_update();
-            self.shared.metrics.leading(is_leader);
-            self.shared.update(|v| v.leader = is_leader);
+            if self.shared.view_leader() != is_leader {
+                self.shared.metrics.leading(is_leader);
+                self.shared.update(|v| v.leader = is_leader);
+            }
             if let (true, Some(d)) = (is_leader, &desired) {
                 self.launch(d, &schedule, &mut tasks, &mut in_flight);
             }

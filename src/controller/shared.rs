@@ -123,6 +123,10 @@ impl Shared {
         self.metrics.phases(&counts);
     }
 
+    pub fn view_leader(&self) -> bool {
+        self.lock().leader
+    }
+
     /// Ready once a fetched revision has rendered.
     pub fn ready(&self) -> bool {
         self.lock().revision.is_some()
