@@ -506,17 +506,44 @@ async fn the_controller_follows_git_by_poll_and_webhook_backs_off_alone_and_surv
     mgmt.stop().await;
 }
 
+fn lease() -> Value {
+    json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+           "metadata": {"name": "cairn-controller", "namespace": "cairn-system"}})
+}
+
 async fn lease_holder(api: &impl ClusterApi) -> Option<String> {
-    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                       "metadata": {"name": "cairn-controller", "namespace": "cairn-system"}});
-    let live = api.get(&lease).await.unwrap()?;
+    let live = api.get(&lease()).await.unwrap()?;
     live.pointer("/spec/holderIdentity")
         .and_then(Value::as_str)
         .map(str::to_string)
 }
 
+/// Writes another holder into the Lease, freshly renewed for 4 s.
+async fn steal_lease(api: &impl ClusterApi) {
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    );
+    let patch = json!({"spec": {"holderIdentity": "intruder", "renewTime": now,
+                                "leaseDurationSeconds": 4}});
+    api.merge_patch(&lease(), &patch).await.unwrap();
+}
+
+/// Which of the two replicas leads, once exactly one does.
+async fn the_leader(replicas: &[Run]) -> usize {
+    for _ in 0..600 {
+        let flags =
+            [replicas[0].status().await, replicas[1].status().await].map(|s| s["leader"] == true);
+        if flags[0] != flags[1] {
+            return usize::from(flags[1]);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("neither or both replicas lead after 60 s");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_elect_one_leader_which_hands_over_within_the_lease_when_killed() {
+async fn two_replicas_elect_one_leader_that_steps_down_on_losing_the_lease_and_hands_over_when_killed()
+ {
     let root = tempfile::tempdir().unwrap();
     let mgmt = env::Management::start(root.path(), Duration::from_millis(50)).await;
     mgmt.api.apply(&namespace("cairn-system")).await.unwrap();
@@ -544,17 +571,7 @@ async fn two_replicas_elect_one_leader_which_hands_over_within_the_lease_when_ki
         .await;
     }
     // Exactly one leads, reconciles and holds the Lease; the other only follows.
-    let mut leader = None;
-    for _ in 0..600 {
-        let flags =
-            [replicas[0].status().await, replicas[1].status().await].map(|s| s["leader"] == true);
-        if flags[0] != flags[1] {
-            leader = Some(usize::from(flags[1]));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let leader = leader.expect("one of the two replicas leads");
+    let leader = the_leader(&replicas).await;
     let follower = 1 - leader;
     replicas[leader]
         .wait_status("alpha Ready", Duration::from_secs(90), |s| {
@@ -594,6 +611,23 @@ async fn two_replicas_elect_one_leader_which_hands_over_within_the_lease_when_ki
         "Pending",
         "{followed:#}"
     );
+
+    // Another holder takes the Lease (as a replica that won a race would): the leader steps
+    // down at once and forgets what it knew; once that holder lapses, a leader is elected again
+    // and reconciles the fleet anew.
+    steal_lease(mgmt.api.as_ref()).await;
+    replicas[leader]
+        .wait_status("the leader stepping down", Duration::from_secs(30), |s| {
+            s["leader"] == false && cluster(s, "alpha")["phase"] == "Pending"
+        })
+        .await;
+    let leader = the_leader(&replicas).await;
+    let follower = 1 - leader;
+    replicas[leader]
+        .wait_status("alpha Ready again", Duration::from_secs(60), |s| {
+            ready_at(s, "alpha", &second)
+        })
+        .await;
 
     // The leader dies without releasing the Lease: the follower takes over within the lease
     // duration (plus one renew period to notice) and reconciles the next commit.

@@ -165,6 +165,9 @@ impl Controller {
             if self.shared.view_leader() != is_leader {
                 self.shared.metrics.leading(is_leader);
                 self.shared.update(|v| v.leader = is_leader);
+                if !is_leader {
+                    self.step_down(&mut tasks, &mut in_flight, &mut schedule);
+                }
             }
             if let (true, Some(d)) = (is_leader, &desired) {
                 self.launch(d, &schedule, &mut tasks, &mut in_flight);
@@ -401,6 +404,32 @@ impl Controller {
                 });
             }
         }
+    }
+
+    /// Leadership lost: another replica may be leading already, so the reconciles in flight
+    /// stop now rather than write beside it (as client-go's callers exit when they stop
+    /// leading). Each write is one request and phases are on the Cluster: the new leader resumes.
+    /// What this replica knew is forgotten; should it lead again, it starts from the live state.
+    fn step_down(
+        &self,
+        tasks: &mut JoinSet<Done>,
+        in_flight: &mut BTreeSet<String>,
+        schedule: &mut Schedule,
+    ) {
+        if !tasks.is_empty() {
+            tracing::warn!(
+                clusters = tasks.len(),
+                "no longer the leader: stopping the reconciles in flight"
+            );
+        }
+        tasks.abort_all();
+        in_flight.clear();
+        schedule.retain(&BTreeMap::new());
+        self.shared.update(|v| {
+            for cluster in v.clusters.values_mut() {
+                *cluster = ClusterView::pending();
+            }
+        });
     }
 
     /// Gives the clusters being reconciled the grace period, then stops the rest.
