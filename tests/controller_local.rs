@@ -442,6 +442,30 @@ async fn the_controller_follows_git_by_poll_and_webhook_backs_off_alone_and_surv
     })
     .await;
 
+    // A commit that does not render keeps the last good revision and says why.
+    common::write_files(
+        &repo,
+        [("clusters/alpha.yaml", "kind: Cluster\nspec: [unclosed\n")],
+    );
+    git(&repo, &["commit", "-qam", "broken"]);
+    let broken = git(&repo, &["rev-parse", "HEAD"]);
+    run.push_signed(&broken).await;
+    run.wait_status("the render error reported", Duration::from_secs(30), |s| {
+        s["render_error"].is_string()
+    })
+    .await;
+    let status = run.status().await;
+    assert_eq!(status["revision"], third.as_str(), "{status:#}");
+    assert!(
+        status["render_error"]
+            .as_str()
+            .unwrap()
+            .contains("clusters/alpha.yaml:3:1: error: invalid YAML"),
+        "{status:#}"
+    );
+    assert_eq!(cluster(&status, "alpha")["phase"], "Ready", "{status:#}");
+    git(&repo, &["revert", "--no-edit", "HEAD"]);
+
     // With --prune, a cluster removed from the repository is deleted.
     git(&repo, &["rm", "-q", "clusters/gamma.yaml"]);
     git(&repo, &["commit", "-qm", "gamma leaves"]);
@@ -471,6 +495,7 @@ async fn the_controller_follows_git_by_poll_and_webhook_backs_off_alone_and_surv
     .await;
     let status = run.status().await;
     assert_eq!(status["revision"], fourth.as_str(), "{status:#}");
+    assert!(status["render_error"].is_null(), "{status:#}");
     assert!(
         status["source_error"]
             .as_str()

@@ -23,6 +23,7 @@ pub struct RunArgs {
     /// CAIRN_GIT_SSH_KEY_FILE, CAIRN_GIT_TOKEN_FILE and CAIRN_GIT_USERNAME, never from here.
     #[arg(long, value_name = "URL")]
     pub repo: String,
+    /// The branch to follow.
     #[arg(long, default_value = "main")]
     pub branch: String,
     /// The config repository's directory inside the git repository.
