@@ -15,7 +15,7 @@ use crate::apply::cluster::{
     ApplyOptions, ClusterError, ClusterReport, Phase, apply_addons, as_pivoted, capi_cluster,
     converge_capi, desired_hash, provision, record_phase,
 };
-use crate::model::diag::Diagnostic;
+use crate::model::diag::{Diagnostic, errors_text};
 use crate::pivot::checks::is_paused;
 use crate::render::{Bundle, render_repo};
 use crate::source::{Mirror, SourceSpec};
@@ -55,15 +55,6 @@ fn now() -> String {
     k8s_openapi::jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
-}
-
-fn render_errors(diagnostics: &[Diagnostic]) -> String {
-    diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl Agent {
@@ -188,7 +179,7 @@ impl Agent {
             }
             _ => Err(format!(
                 "revision {revision} does not render, keeping the last good one: {}",
-                render_errors(&rendered.diagnostics)
+                errors_text(&rendered.diagnostics, "; ").unwrap_or_default()
             )),
         }
     }

@@ -29,7 +29,7 @@ use tokio::task::JoinSet;
 use crate::apply::api::KubeClusterApi;
 use crate::apply::cluster::{ApplyOptions, apply_cluster, bundle_hash};
 use crate::apply::removal::{departed, remove_cluster};
-use crate::model::diag::Diagnostic;
+use crate::model::diag::errors_text;
 use crate::render::{Bundle, render_repo_with};
 use crate::source::{Mirror, SourceError, SourceSpec};
 use packed::Packed;
@@ -290,13 +290,8 @@ impl Controller {
                 maps.1.insert(bundle.cluster.clone(), hash);
                 Ok(())
             });
-            let errors: Vec<String> = diagnostics
-                .iter()
-                .filter(|d| d.is_error())
-                .map(Diagnostic::to_string)
-                .collect();
-            if !errors.is_empty() {
-                return Err(errors.join("\n"));
+            if let Some(errors) = errors_text(&diagnostics, "\n") {
+                return Err(errors);
             }
             Ok(packed.into_inner().unwrap_or_else(|e| e.into_inner()))
         })

@@ -94,6 +94,16 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// The errors among `diagnostics`, one per `separator`-joined part; `None` when there is none.
+pub fn errors_text(diagnostics: &[Diagnostic], separator: &str) -> Option<String> {
+    let errors: Vec<String> = diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(ToString::to_string)
+        .collect();
+    (!errors.is_empty()).then(|| errors.join(separator))
+}
+
 /// Sorts diagnostics by location and merges the ones that differ only in the cluster they
 /// concern, so a broken profile used by fifty clusters is reported once, naming all fifty.
 pub fn consolidate(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
