@@ -38,6 +38,9 @@
 //! Exit code 1 when a goal is missed: latency overhead (median) over 1 s, a peak over 256 MiB,
 //! or a write to the converged fleet.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -256,28 +259,6 @@ impl Drop for RunProcess {
     }
 }
 
-/// The release `cairn` binary: `--cairn`, else `$CAIRN_BIN`, else next to this example.
-fn cairn_binary(arg: Option<&Path>) -> Result<PathBuf> {
-    if let Some(path) = arg {
-        return Ok(path.to_path_buf());
-    }
-    if let Some(path) = std::env::var_os("CAIRN_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the example lives in target/<profile>/examples")?
-        .join("cairn");
-    ensure!(
-        bin.exists(),
-        "{} is missing: build it first (cargo build --release --bin cairn) or pass --cairn",
-        bin.display()
-    );
-    Ok(bin)
-}
-
 async fn status(http: &reqwest::Client, base: &str) -> Option<Value> {
     let response = http.get(format!("{base}/status")).send().await.ok()?;
     if !response.status().is_success() {
@@ -357,7 +338,11 @@ struct Round {
 }
 
 async fn latency(args: &Args) -> Result<()> {
-    let cairn = cairn_binary(args.cairn.as_deref())?;
+    // `--cairn`, else the one `cargo` builds for this profile.
+    let cairn = match &args.cairn {
+        Some(path) => path.clone(),
+        None => support::cairn_binary()?,
+    };
     let root = tempfile::tempdir()?;
     let (server, assets) = management(root.path()).await?;
     let mut config = SimulatorConfig::new(

@@ -28,6 +28,9 @@
 //! requests, not discovery), and on the client: cairn's `counters.requests` (discovery not
 //! included) and kubectl's `-v=6` response lines (its discovery cache is warm, so there is none). Every tool must find nothing to change, or the benchmark fails.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -184,29 +187,6 @@ fn median(samples: &[Sample], f: impl Fn(&Sample) -> f64) -> f64 {
     values[values.len() / 2]
 }
 
-/// The release `cairn` binary next to this example, built (or found up to date) first.
-fn cairn_binary() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("CAIRN_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the example lives in target/<profile>/examples")?;
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .args(["build", "--bin", "cairn", "--manifest-path"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
-    if release {
-        build.arg("--release");
-    }
-    ensure!(build.status()?.success(), "cargo build --bin cairn failed");
-    Ok(profile_dir.join("cairn"))
-}
-
 /// Lines of kubectl's `-v=6` log that report a response: one per request.
 fn kubectl_requests(log: &str) -> u64 {
     log.lines()
@@ -228,7 +208,7 @@ async fn main() -> Result<()> {
     let clusters = args.first().copied().unwrap_or(100);
     let runs = args.get(1).copied().unwrap_or(5).max(1);
 
-    let cairn_bin = cairn_binary()?;
+    let cairn_bin = support::cairn_binary()?;
     let assets = Assets::find_or_build(&tools_dir())?;
     let crds = cairn::local::crds::load_crds(&cairn::local::crds::crd_dir(&tools_dir())?)?;
     let root = tempfile::tempdir()?;
