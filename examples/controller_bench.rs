@@ -640,24 +640,6 @@ fn reconciler(stats: Arc<PassStats>) -> Reconciler {
     })
 }
 
-/// Requests the API server has served (`apiserver_request_total`: resource requests, not
-/// discovery).
-async fn served(client: &kube::Client) -> Result<u64> {
-    let request = http::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(request).await?;
-    let mut total = 0.0;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("apiserver_request_total{") {
-            total += rest
-                .rsplit(' ')
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0);
-        }
-    }
-    Ok(total as u64)
-}
-
 /// What the reconciler and the API saw, at one moment.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 struct Counts {
@@ -690,7 +672,7 @@ impl Counts {
             unchanged: load(&stats.unchanged),
             write_requests: counters.map_or(0, |c| load(&c.writes)),
             requests: counters.map_or(0, |c| load(&c.requests)),
-            server_requests: served(client).await?,
+            server_requests: support::served(client).await?,
             cpu_seconds: cpu_seconds(std::process::id()),
             server_cpu_seconds: server.iter().map(|pid| cpu_seconds(*pid)).sum(),
         })

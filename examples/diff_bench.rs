@@ -158,21 +158,6 @@ async fn plan_fleet(api: Arc<KubeClusterApi>, bundles: Arc<Vec<Bundle>>) -> Resu
     Ok(writes)
 }
 
-/// Requests the API server has served so far (`apiserver_request_total`, every label). It counts
-/// resource requests only: neither discovery (`/api`, `/apis/...`) nor `/metrics` itself.
-async fn served(client: &kube::Client) -> Result<u64> {
-    let request = http::Request::get("/metrics").body(Vec::new())?;
-    let text = client.request_text(request).await?;
-    let mut total = 0.0;
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("apiserver_request_total{") {
-            let value = rest.rsplit(' ').next().unwrap_or("0");
-            total += value.parse::<f64>().unwrap_or(0.0);
-        }
-    }
-    Ok(total as u64)
-}
-
 /// One timed run: wall time, requests the server served meanwhile (its own background requests,
 /// about one per 10 s, included), and the client's own count.
 struct Sample {
@@ -259,7 +244,7 @@ async fn main() -> Result<()> {
 
     let library = || async {
         let api = Arc::new(KubeClusterApi::new(server.client().await?, false));
-        let before = served(&client).await?;
+        let before = support::served(&client).await?;
         let start = Instant::now();
         let writes = plan_fleet(api.clone(), bundles.clone()).await?;
         let wall = start.elapsed();
@@ -269,12 +254,12 @@ async fn main() -> Result<()> {
         );
         Ok(Sample {
             wall,
-            server: served(&client).await? - before,
+            server: support::served(&client).await? - before,
             client: api.counters.requests.load(Ordering::Relaxed),
         })
     };
     let cli = || async {
-        let before = served(&client).await?;
+        let before = support::served(&client).await?;
         let start = Instant::now();
         let out = Command::new(&cairn_bin)
             .arg("diff")
@@ -295,12 +280,12 @@ async fn main() -> Result<()> {
         }
         Ok(Sample {
             wall,
-            server: served(&client).await? - before,
+            server: support::served(&client).await? - before,
             client: 0,
         })
     };
     let kubectl = || async {
-        let before = served(&client).await?;
+        let before = support::served(&client).await?;
         let start = Instant::now();
         let out = Command::new(&assets.kubectl)
             .args(["diff", "--server-side", "--field-manager=cairn", "-v=6"])
@@ -323,7 +308,7 @@ async fn main() -> Result<()> {
         }
         Ok(Sample {
             wall,
-            server: served(&client).await? - before,
+            server: support::served(&client).await? - before,
             client: kubectl_requests(&log),
         })
     };

@@ -28,3 +28,18 @@ pub fn cairn_binary() -> Result<PathBuf> {
     ensure!(build.status()?.success(), "cargo build --bin cairn failed");
     Ok(profile_dir.join("cairn"))
 }
+
+/// Requests the API server has served so far (`apiserver_request_total`, every label). It counts
+/// resource requests only: neither discovery (`/api`, `/apis/...`) nor `/metrics` itself.
+pub async fn served(client: &kube::Client) -> Result<u64> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let mut total = 0.0;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("apiserver_request_total{") {
+            let value = rest.rsplit(' ').next().unwrap_or("0");
+            total += value.parse::<f64>().unwrap_or(0.0);
+        }
+    }
+    Ok(total as u64)
+}
