@@ -50,15 +50,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
 use cairn::apply::api::KubeClusterApi;
-use cairn::apply::cluster::{
-    ApplyOptions, ClusterError, Phase, bootstrap_groups, record_phase, report_stage, stage,
-};
-use cairn::apply::stage::{Group, StageOptions, apply_stage};
+use cairn::apply::groups::{Group, bootstrap_groups, stage};
+use cairn::apply::stage::{StageOptions, apply_stage};
 use cairn::controller::schedule::Backoff;
 use cairn::controller::shared::{FAILED, FleetView, READY, Shared};
 use cairn::controller::webhook::github_signature;
 use cairn::controller::{Controller, ControllerOptions, Reconciler};
 use cairn::kube_client::install_crds;
+use cairn::lifecycle::cluster::report_stage;
+use cairn::lifecycle::phase::record_phase;
+use cairn::lifecycle::{ApplyOptions, ClusterError, Phase};
 use cairn::local::simulator::SimulatorConfig;
 use cairn::local::{ApiServer, ApiServerOptions, Assets};
 use cairn::model::types::StageName;

@@ -39,8 +39,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use cairn::apply::api::KubeClusterApi;
-use cairn::apply::cluster::{handed_over, stage as stage_objects};
-use cairn::apply::stage::{self, Group, StageOptions, apply_stage};
+use cairn::apply::groups::Group;
+use cairn::apply::groups::{handed_over, stage as stage_objects};
+use cairn::apply::stage::{self, StageOptions, apply_stage};
 use cairn::diff::key::ObjectKey;
 use cairn::kube_client::install_crds;
 use cairn::local::{ApiServer, ApiServerOptions, Assets};

@@ -46,9 +46,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use cairn::apply::api::{ClusterApi, KubeClusterApi};
-use cairn::apply::cluster::{ApplyOptions, apply_cluster};
-use cairn::apply::pivoted::reach_workload;
 use cairn::kube_client::install_crds;
+use cairn::lifecycle::ApplyOptions;
+use cairn::lifecycle::cluster::apply_cluster;
+use cairn::lifecycle::workload::reach_workload;
 use cairn::local::simulator::{Simulator, SimulatorConfig};
 use cairn::local::{ApiServer, ApiServerOptions, Assets};
 use cairn::model::RepoSnapshot;
@@ -390,7 +391,7 @@ async fn cairn_move(mgmt_server: &ApiServer, direction: Direction) -> Result<f64
                 let at = start.elapsed().as_secs_f64();
                 log.lock().unwrap().push(format!("{step} {at:.2}"));
             }),
-            fault_after: None,
+            after_step: None,
         },
     };
     mover.run().await?;

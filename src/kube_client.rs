@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -18,6 +19,10 @@ use crate::render::kinds::object_ref;
 
 /// Field manager of every write cairn makes.
 pub const FIELD_MANAGER: &str = "cairn";
+
+/// How long a client waits for a TCP (and TLS) connection to its API server. kube's default is
+/// 30 s; an API server that takes longer than this to accept a connection is as good as down.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
@@ -40,15 +45,159 @@ pub enum KubeError {
     Malformed { object: String },
     #[error("timed out after {waited:?} waiting for: {pending}")]
     Timeout { waited: Duration, pending: String },
+    /// No connection to the API server (refused, DNS, TLS handshake, connect timeout). `answered`
+    /// says whether this server had answered an earlier request of the same [`DynamicApi`]: if
+    /// it never has, the kubeconfig is wrong or the cluster is down, and retrying is pointless.
+    /// The kube error is kept in `cause` (not a `#[source]`: `reason` already says it).
+    #[error("{}", unreachable_text(.server.as_deref(), .reason, .answered))]
+    Unreachable {
+        /// The server's URL, when the client's creator said it.
+        server: Option<String>,
+        /// What went wrong, in a few words (`connection refused`).
+        reason: String,
+        answered: bool,
+        cause: Box<kube::Error>,
+    },
 }
 
-/// A client for the current context of a kubeconfig given as YAML.
+impl KubeError {
+    /// The HTTP status the server refused the request (or the discovery of its kind) with.
+    pub fn status_code(&self) -> Option<u16> {
+        match self {
+            KubeError::Request {
+                source: kube::Error::Api(status),
+                ..
+            }
+            | KubeError::UnknownKind {
+                source: kube::Error::Api(status),
+                ..
+            } => Some(status.code),
+            _ => None,
+        }
+    }
+
+    /// The server refused a request (get, delete, patch...; not discovery) with 404 Not Found:
+    /// the object (or its namespace) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.request_status() == Some(404)
+    }
+
+    /// The server refused a request with 409 Conflict: a server-side apply field conflict, an
+    /// object that already exists, or a failed uid/resourceVersion precondition.
+    pub fn is_conflict(&self) -> bool {
+        self.request_status() == Some(409)
+    }
+
+    /// No connection could be made to the API server.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, KubeError::Unreachable { .. })
+    }
+
+    fn request_status(&self) -> Option<u16> {
+        match self {
+            KubeError::Request {
+                source: kube::Error::Api(status),
+                ..
+            } => Some(status.code),
+            _ => None,
+        }
+    }
+}
+
+/// The text of [`KubeError::Unreachable`].
+fn unreachable_text(server: Option<&str>, reason: &str, answered: &bool) -> String {
+    let server = match server {
+        Some(url) => format!("the API server {url}"),
+        None => "the API server".to_string(),
+    };
+    if *answered {
+        format!("lost the connection to {server}: {reason}")
+    } else {
+        format!(
+            "cannot reach {server}: {reason}\n  help: check --kubeconfig/--context and that the \
+             cluster is running"
+        )
+    }
+}
+
+/// A failure to get any HTTP answer at all (no status, no body): connecting, TLS, or the
+/// connection breaking. kube reports the transport's errors as these two.
+pub fn is_transport_error(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::HyperError(_) | kube::Error::Service(_))
+}
+
+/// Whether the server answered (with a success, a refusal, or a body kube could not use).
+fn is_answer(e: &kube::Error) -> bool {
+    matches!(
+        e,
+        kube::Error::Api(_) | kube::Error::SerdeError(_) | kube::Error::Discovery(_)
+    )
+}
+
+/// A transport failure in a few words: `connection refused`, `no connection within 5s`,
+/// `TLS handshake failed: ...`, or the innermost cause (a DNS error says what it could not
+/// resolve).
+pub fn connection_reason(e: &kube::Error) -> String {
+    let mut innermost: &dyn std::error::Error = e;
+    let mut io: Option<&std::io::Error> = None;
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        if let Some(found) = cause.downcast_ref::<std::io::Error>() {
+            io = Some(found);
+        }
+        innermost = cause;
+        next = cause.source();
+    }
+    match io.map(|io| (io.kind(), io)) {
+        Some((std::io::ErrorKind::ConnectionRefused, _)) => "connection refused".to_string(),
+        Some((std::io::ErrorKind::TimedOut, _)) => {
+            format!("no connection within {CONNECT_TIMEOUT:?}")
+        }
+        Some((std::io::ErrorKind::ConnectionReset, _)) => "connection reset".to_string(),
+        Some((std::io::ErrorKind::InvalidData, io)) => format!("TLS handshake failed: {io}"),
+        _ => innermost.to_string(),
+    }
+}
+
+/// A URL as a user wrote it: `https://127.0.0.1:6443`, without the `/` that `Uri` adds.
+pub fn server_url(uri: &http::Uri) -> String {
+    let text = uri.to_string();
+    match text.strip_suffix('/') {
+        Some(bare) if uri.path() == "/" && uri.query().is_none() => bare.to_string(),
+        _ => text,
+    }
+}
+
+/// A client for the current context of a kubeconfig given as YAML (a workload cluster's, from
+/// its Secret), connecting within [`CONNECT_TIMEOUT`].
 pub async fn client_from_kubeconfig(yaml: &str) -> Result<kube::Client, kube::Error> {
+    client_and_server_from_kubeconfig(yaml)
+        .await
+        .map(|(client, _)| client)
+}
+
+/// [`client_from_kubeconfig`] and the URL of its server, for
+/// [`KubeClusterApi::with_server`](crate::apply::api::KubeClusterApi::with_server) and
+/// [`DynamicApi::with_server`], whose errors then name it.
+pub async fn client_and_server_from_kubeconfig(
+    yaml: &str,
+) -> Result<(kube::Client, String), kube::Error> {
     let kubeconfig = Kubeconfig::from_yaml(yaml).map_err(kube::Error::InferKubeconfig)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    let config = config_from_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .map_err(kube::Error::InferKubeconfig)?;
-    kube::Client::try_from(config)
+    let server = server_url(&config.cluster_url);
+    Ok((kube::Client::try_from(config)?, server))
+}
+
+/// kube's client configuration for a context of `kubeconfig`, with cairn's connect timeout.
+pub async fn config_from_kubeconfig(
+    kubeconfig: Kubeconfig,
+    options: &KubeConfigOptions,
+) -> Result<kube::Config, kube::config::KubeconfigError> {
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, options).await?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    Ok(config)
 }
 
 /// Ok once `/healthz` says ok and the `default` namespace exists (envtest's readiness rule).
@@ -70,9 +219,13 @@ pub async fn ready(client: &kube::Client) -> Result<(), String> {
         .map_err(|e| format!("namespace default: {e}"))
 }
 
-/// Any kind, by apiVersion and kind, through one client.
+/// Any kind, by apiVersion and kind, through one client. It remembers whether its server has
+/// ever answered: a connection failure before that is [`KubeError::Unreachable`] with
+/// `answered: false`, which callers do not retry.
 pub struct DynamicApi {
     client: kube::Client,
+    server: Option<String>,
+    answered: AtomicBool,
     resources: Mutex<HashMap<(String, String), (ApiResource, ApiCapabilities)>>,
 }
 
@@ -113,15 +266,6 @@ pub fn describe(e: &kube::Error) -> String {
     }
 }
 
-/// The error for a request about `object` that the server refused or did not answer.
-fn request_failed(object: String, verb: &'static str) -> impl FnOnce(kube::Error) -> KubeError {
-    move |source| KubeError::Request {
-        object,
-        verb,
-        source,
-    }
-}
-
 /// An object as JSON (`null` in the impossible case that it does not serialize).
 fn to_json(obj: impl serde::Serialize) -> Value {
     serde_json::to_value(obj).unwrap_or(Value::Null)
@@ -136,15 +280,79 @@ fn merge_params(field_manager: &str) -> PatchParams {
 }
 
 impl DynamicApi {
+    /// Over `client`; its errors call the server "the API server" (prefer
+    /// [`with_server`](Self::with_server)).
     pub fn new(client: kube::Client) -> DynamicApi {
         DynamicApi {
             client,
+            server: None,
+            answered: AtomicBool::new(false),
             resources: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Over `client` of the API server at `server` (a URL, named in connection errors).
+    pub fn with_server(client: kube::Client, server: impl Into<String>) -> DynamicApi {
+        DynamicApi {
+            server: Some(server.into()),
+            ..DynamicApi::new(client)
         }
     }
 
     pub fn client(&self) -> &kube::Client {
         &self.client
+    }
+
+    /// The URL of the API server, when the creator said it.
+    pub fn server(&self) -> Option<&str> {
+        self.server.as_deref()
+    }
+
+    /// Whether the server has answered any request made through this API.
+    pub fn has_answered(&self) -> bool {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    /// Notes an answer of the server (a success or an HTTP refusal).
+    fn observe<T>(&self, result: &Result<T, kube::Error>) {
+        if result.as_ref().err().is_none_or(is_answer) {
+            self.answered.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// [`KubeError::Unreachable`] for a transport failure, else `otherwise(e)`.
+    fn failure(
+        &self,
+        e: kube::Error,
+        otherwise: impl FnOnce(kube::Error) -> KubeError,
+    ) -> KubeError {
+        if is_transport_error(&e) {
+            KubeError::Unreachable {
+                server: self.server.clone(),
+                reason: connection_reason(&e),
+                answered: self.has_answered(),
+                cause: Box::new(e),
+            }
+        } else {
+            otherwise(e)
+        }
+    }
+
+    /// The result of a request about `object`, with its failure as a [`KubeError`].
+    fn settle<T>(
+        &self,
+        result: Result<T, kube::Error>,
+        object: impl FnOnce() -> String,
+        verb: &'static str,
+    ) -> Result<T, KubeError> {
+        self.observe(&result);
+        result.map_err(|e| {
+            self.failure(e, |source| KubeError::Request {
+                object: object(),
+                verb,
+                source,
+            })
+        })
     }
 
     /// The resource of a kind; successful lookups are cached (new CRDs are found on demand).
@@ -163,7 +371,9 @@ impl DynamicApi {
             return Ok(hit.clone());
         }
         let (group, version) = split_api_version(api_version);
-        let found = pinned_kind(&self.client, &GroupVersionKind::gvk(group, version, kind)).await?;
+        let found = pinned_kind(&self.client, &GroupVersionKind::gvk(group, version, kind)).await;
+        self.observe(&found);
+        let found = found?;
         self.resources
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -178,14 +388,15 @@ impl DynamicApi {
         api_version: &str,
         kind: &str,
     ) -> Result<(ApiResource, ApiCapabilities), KubeError> {
-        self.resource(api_version, kind)
-            .await
-            .map_err(|source| KubeError::UnknownKind {
+        self.resource(api_version, kind).await.map_err(|e| {
+            // A server that cannot be reached does not say which kinds it serves.
+            self.failure(e, |source| KubeError::UnknownKind {
                 object,
                 api_version: api_version.to_string(),
                 kind: kind.to_string(),
                 source,
             })
+        })
     }
 
     /// The typed-less API for `obj`'s kind in its namespace.
@@ -241,19 +452,14 @@ impl DynamicApi {
         } else {
             "server-side apply"
         };
-        api.patch(&name, &params, &Patch::Apply(obj))
-            .await
-            .map(to_json)
-            .map_err(request_failed(object_ref(obj), verb))
+        let applied = api.patch(&name, &params, &Patch::Apply(obj)).await;
+        self.settle(applied, || object_ref(obj), verb).map(to_json)
     }
 
     /// The live object, or `None` when it does not exist.
     pub async fn get(&self, obj: &Value) -> Result<Option<Value>, KubeError> {
         let (api, name) = self.api_for(obj).await?;
-        let found = api
-            .get_opt(&name)
-            .await
-            .map_err(request_failed(object_ref(obj), "get"))?;
+        let found = self.settle(api.get_opt(&name).await, || object_ref(obj), "get")?;
         Ok(found.map(to_json))
     }
 }
@@ -291,10 +497,11 @@ impl DynamicApi {
         if let Some(selector) = label_selector {
             params = params.labels(selector);
         }
-        let list = api
-            .list(&params)
-            .await
-            .map_err(request_failed(all_of_kind(kind, namespace), "list"))?;
+        let list = self.settle(
+            api.list(&params).await,
+            || all_of_kind(kind, namespace),
+            "list",
+        )?;
         Ok(list
             .items
             .into_iter()
@@ -328,10 +535,11 @@ impl DynamicApi {
         field_manager: &str,
     ) -> Result<Value, KubeError> {
         let (api, name) = self.api_for(obj).await?;
-        api.patch(&name, &merge_params(field_manager), &Patch::Merge(patch))
-            .await
+        let patched = api
+            .patch(&name, &merge_params(field_manager), &Patch::Merge(patch))
+            .await;
+        self.settle(patched, || object_ref(obj), "patch")
             .map(to_json)
-            .map_err(request_failed(object_ref(obj), "patch"))
     }
 
     /// A JSON merge patch of the status subresource: `{"status": status}`.
@@ -343,10 +551,11 @@ impl DynamicApi {
     ) -> Result<Value, KubeError> {
         let (api, name) = self.api_for(obj).await?;
         let patch = serde_json::json!({ "status": status });
-        api.patch_status(&name, &merge_params(field_manager), &Patch::Merge(&patch))
-            .await
+        let patched = api
+            .patch_status(&name, &merge_params(field_manager), &Patch::Merge(&patch))
+            .await;
+        self.settle(patched, || object_ref(obj), "patch status")
             .map(to_json)
-            .map_err(request_failed(object_ref(obj), "patch status"))
     }
 
     /// Creates the object; when one of that name exists, replaces it, keeping the existing
@@ -366,22 +575,22 @@ impl DynamicApi {
             field_manager: Some(field_manager.to_string()),
             ..PostParams::default()
         };
-        match api.create(&params, &object).await {
+        match self.settle(
+            api.create(&params, &object).await,
+            || object_ref(obj),
+            "create",
+        ) {
             Ok(created) => return Ok(to_json(created)),
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(source) => return Err(request_failed(object_ref(obj), "create")(source)),
+            Err(e) if e.is_conflict() => {}
+            Err(e) => return Err(e),
         }
-        let existing = api
-            .get(&name)
-            .await
-            .map_err(request_failed(object_ref(obj), "get"))?;
+        let existing = self.settle(api.get(&name).await, || object_ref(obj), "get")?;
         let mut replacement = object;
         replacement.metadata.uid = existing.metadata.uid;
         replacement.metadata.resource_version = existing.metadata.resource_version;
-        api.replace(&name, &params, &replacement)
-            .await
+        let replaced = api.replace(&name, &params, &replacement).await;
+        self.settle(replaced, || object_ref(obj), "replace")
             .map(to_json)
-            .map_err(request_failed(object_ref(obj), "replace"))
     }
 
     /// The live object named by group, kind, namespace and name, at the version the server
@@ -398,15 +607,16 @@ impl DynamicApi {
         } else {
             format!("{kind}/{namespace}/{name}")
         };
-        let unknown = |source| KubeError::UnknownKind {
-            object: what.clone(),
-            api_version: group.to_string(),
-            kind: kind.to_string(),
-            source,
-        };
-        let api_group = kube::discovery::group(&self.client, group)
-            .await
-            .map_err(unknown)?;
+        let api_group = kube::discovery::group(&self.client, group).await;
+        self.observe(&api_group);
+        let api_group = api_group.map_err(|e| {
+            self.failure(e, |source| KubeError::UnknownKind {
+                object: what.clone(),
+                api_version: group.to_string(),
+                kind: kind.to_string(),
+                source,
+            })
+        })?;
         let Some((resource, caps)) = api_group.recommended_kind(kind) else {
             return Ok(None);
         };
@@ -414,10 +624,7 @@ impl DynamicApi {
             Scope::Namespaced => Api::namespaced_with(self.client.clone(), namespace, &resource),
             Scope::Cluster => Api::all_with(self.client.clone(), &resource),
         };
-        let found = api
-            .get_opt(name)
-            .await
-            .map_err(request_failed(what.clone(), "get"))?;
+        let found = self.settle(api.get_opt(name).await, || what.clone(), "get")?;
         Ok(found.map(|o| {
             let mut value = to_json(o);
             value["apiVersion"] = Value::from(resource.api_version.clone());
@@ -437,12 +644,16 @@ impl DynamicApi {
                 resource_version: None,
             });
         }
-        match api.delete(&name, &params).await {
+        match self.settle(
+            api.delete(&name, &params).await,
+            || object_ref(obj),
+            "delete",
+        ) {
             Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+            Err(e) if e.is_not_found() => Ok(false),
             // The uid precondition failed: the object was replaced by another of the same name.
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(source) => Err(request_failed(object_ref(obj), "delete")(source)),
+            Err(e) if e.is_conflict() => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }
@@ -488,4 +699,99 @@ pub fn is_established(crd: &Value) -> bool {
                     && c.get("status").and_then(Value::as_str) == Some("True")
             })
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport(kind: std::io::ErrorKind) -> kube::Error {
+        kube::Error::Service(Box::new(std::io::Error::new(kind, "os says so")))
+    }
+
+    fn unreachable(server: Option<&str>, answered: bool) -> KubeError {
+        KubeError::Unreachable {
+            server: server.map(str::to_string),
+            reason: "connection refused".into(),
+            answered,
+            cause: Box::new(transport(std::io::ErrorKind::ConnectionRefused)),
+        }
+    }
+
+    #[test]
+    fn server_urls_read_as_written() {
+        for url in [
+            "https://127.0.0.1:6443",
+            "https://api.example.com",
+            "https://10.0.0.1:6443/k8s/clusters/c-1",
+        ] {
+            assert_eq!(server_url(&url.parse().unwrap()), url);
+        }
+        assert_eq!(server_url(&"https://h:1/".parse().unwrap()), "https://h:1");
+    }
+
+    #[test]
+    fn connection_failures_read_in_a_few_words() {
+        use std::io::ErrorKind;
+        assert_eq!(
+            connection_reason(&transport(ErrorKind::ConnectionRefused)),
+            "connection refused"
+        );
+        assert_eq!(
+            connection_reason(&transport(ErrorKind::TimedOut)),
+            "no connection within 5s"
+        );
+        assert_eq!(
+            connection_reason(&transport(ErrorKind::InvalidData)),
+            "TLS handshake failed: os says so"
+        );
+        assert_eq!(
+            connection_reason(&transport(ErrorKind::Other)),
+            "os says so"
+        );
+        assert!(is_transport_error(&transport(ErrorKind::Other)));
+        assert!(!is_transport_error(&kube::Error::TlsRequired));
+    }
+
+    #[test]
+    fn an_unreachable_server_is_named_with_what_to_do() {
+        assert_eq!(
+            unreachable(Some("https://127.0.0.1:1"), false).to_string(),
+            "cannot reach the API server https://127.0.0.1:1: connection refused\n  help: check \
+             --kubeconfig/--context and that the cluster is running"
+        );
+        assert!(
+            unreachable(None, false)
+                .to_string()
+                .starts_with("cannot reach the API server: connection refused")
+        );
+        assert_eq!(
+            unreachable(Some("https://h:1"), true).to_string(),
+            "lost the connection to the API server https://h:1: connection refused"
+        );
+    }
+
+    fn refused(code: u16) -> KubeError {
+        KubeError::Request {
+            object: "ConfigMap/default/x".into(),
+            verb: "get",
+            source: kube::Error::Api(
+                kube::core::Status::failure("refused", "Because")
+                    .with_code(code)
+                    .boxed(),
+            ),
+        }
+    }
+
+    #[test]
+    fn status_codes_are_told_apart() {
+        assert!(refused(404).is_not_found());
+        assert!(!refused(404).is_conflict());
+        assert!(refused(409).is_conflict());
+        assert!(!refused(409).is_not_found());
+        assert_eq!(refused(500).status_code(), Some(500));
+        assert!(!unreachable(None, false).is_not_found());
+        assert!(unreachable(None, false).is_unreachable());
+        assert_eq!(unreachable(None, false).status_code(), None);
+    }
 }

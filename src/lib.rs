@@ -8,6 +8,8 @@ pub mod controller;
 pub mod diff;
 pub mod example;
 pub mod kube_client;
+pub mod kubeconfig;
+pub mod lifecycle;
 pub mod local;
 pub mod model;
 pub mod pivot;

@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::sync::Arc;
 
 use cairn::apply::api::KubeClusterApi;
-use cairn::apply::cluster::ApplyOptions;
-use cairn::apply::fleet;
+use cairn::lifecycle::ApplyOptions;
+use cairn::lifecycle::fleet;
 use cairn::model::{Diagnostic, RepoSnapshot};
 use cairn::render::{self, output};
 
@@ -400,7 +400,7 @@ fn run(command: Command) -> Result<u8> {
             revision,
         } => {
             let mut opts = ApplyOptions::new(prune, timeout, revision);
-            opts.fault_after = cli::fault_after()?;
+            opts.after_pivot_step = cli::fault_hook()?;
             tokio::runtime::Runtime::new()?.block_on(apply(
                 &repo,
                 &target,
@@ -556,7 +556,7 @@ async fn diff(
         return Ok(EXIT_ERROR);
     };
     let mgmt = Arc::new(target.management(false).await?);
-    let outcomes = fleet::diff_fleet(mgmt, bundles, prune, 4).await;
+    let outcomes = cairn::lifecycle::diff::diff_fleet(mgmt, bundles, prune, 4).await;
     let mut plans = Vec::new();
     let mut failed = false;
     for outcome in outcomes {
@@ -602,7 +602,7 @@ async fn apply(
     // Clusters that left the repository are looked for only when the whole repository is
     // applied: with --cluster, every unselected cluster would look departed.
     let departed = if opts.prune && target.clusters.is_empty() {
-        cairn::apply::removal::departed(mgmt.as_ref(), &rendered).await?
+        cairn::lifecycle::removal::departed(mgmt.as_ref(), &rendered).await?
     } else {
         Vec::new()
     };
@@ -658,9 +658,9 @@ async fn apply(
 
 async fn fleet_status(target: &TargetArgs, output: OutputFormat) -> Result<u8> {
     let mgmt = target.management(false).await?;
-    let rows = cairn::apply::status::fleet_status(&mgmt).await?;
+    let rows = cairn::lifecycle::status::fleet_status(&mgmt).await?;
     match output {
-        OutputFormat::Text => print!("{}", cairn::apply::status::table(&rows)),
+        OutputFormat::Text => print!("{}", cairn::lifecycle::status::table(&rows)),
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&rows)?),
     }
     let unreachable = rows.iter().any(|r| r.location == "unreachable");

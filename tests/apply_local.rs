@@ -8,8 +8,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use cairn::apply::api::ClusterApi;
-use cairn::apply::cluster::{ApplyOptions, apply_cluster, diff_cluster, workload_api};
 use cairn::diff::plan::{Action, Plan};
+use cairn::lifecycle::ApplyOptions;
+use cairn::lifecycle::cluster::apply_cluster;
+use cairn::lifecycle::diff::diff_cluster;
+use cairn::lifecycle::workload::workload_api;
 use cairn::model::RepoSnapshot;
 use cairn::model::types::StageName;
 use cairn::render::{Bundle, render_repo};

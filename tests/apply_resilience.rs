@@ -10,12 +10,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn::apply::api::{ClusterApi, KubeClusterApi};
-use cairn::apply::cluster::{
-    ApplyOptions, BUNDLE_HASH_ANNOTATION, PHASE_ANNOTATION, REVISION_ANNOTATION, apply_cluster,
-    bundle_hash, diff_cluster, workload_api,
-};
 use cairn::apply::health::{Health, health};
 use cairn::kube_client::install_crds;
+use cairn::lifecycle::ApplyOptions;
+use cairn::lifecycle::cluster::apply_cluster;
+use cairn::lifecycle::diff::diff_cluster;
+use cairn::lifecycle::phase::{
+    BUNDLE_HASH_ANNOTATION, PHASE_ANNOTATION, REVISION_ANNOTATION, bundle_hash,
+};
+use cairn::lifecycle::workload::workload_api;
 use cairn::local::ApiServer;
 use cairn::local::simulator::{SimulatorConfig, run};
 use cairn::model::types::StageName;

@@ -475,7 +475,7 @@ async fn the_controller_follows_git_by_poll_and_webhook_backs_off_alone_and_surv
         s["revision"] == fourth.as_str() && s["clusters"].get("gamma").is_none()
     })
     .await;
-    let gamma = cairn::apply::cluster::capi_cluster("gamma");
+    let gamma = cairn::render::capi::cluster_ref("gamma");
     assert_eq!(mgmt.api.get(&gamma).await.unwrap(), None);
     // Deleted: terminating, since no namespace controller runs here to finish the job.
     let ns = mgmt.api.get(&namespace("gamma")).await.unwrap();

@@ -12,12 +12,17 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cairn::apply::api::{ClusterApi, KubeClusterApi};
-use cairn::apply::cluster::{ApplyOptions, apply_cluster};
-use cairn::apply::pivoted::reach_workload;
 use cairn::diff::key::ObjectKey;
+use cairn::lifecycle::ApplyOptions;
+use cairn::lifecycle::cluster::apply_cluster;
+use cairn::lifecycle::workload::reach_workload;
 use cairn::pivot::checks::unprovisioned;
 use cairn::pivot::discover::{discover, move_types, provider_crds};
-use cairn::pivot::steps::{FAULT_ENV, FAULT_EXIT_CODE, JOURNAL_ANNOTATION, Step};
+use cairn::pivot::steps::{JOURNAL_ANNOTATION, Step};
+
+/// The CLI's testing aid: exit right after this pivot step, with this code.
+const FAULT_ENV: &str = "CAIRN_FAULT_AFTER";
+const FAULT_EXIT_CODE: i32 = 86;
 use cairn::render::render_repo;
 use serde_json::Value;
 

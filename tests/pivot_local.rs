@@ -12,10 +12,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cairn::agent::status::read_status;
 use cairn::apply::api::{ClusterApi, KubeClusterApi};
 use cairn::apply::health::{Health, health};
-use cairn::apply::pivoted::reach_workload;
+use cairn::lifecycle::record::read_status;
+use cairn::lifecycle::workload::reach_workload;
 use cairn::model::types::StageName;
 use cairn::render::render_repo;
 use serde_json::{Value, json};
@@ -547,12 +547,12 @@ async fn an_apply_killed_in_the_middle_of_the_pivot_is_finished_by_the_next_appl
         .args(args)
         .arg("--kubeconfig")
         .arg(&kubeconfig)
-        .env(cairn::pivot::steps::FAULT_ENV, "create")
+        .env("CAIRN_FAULT_AFTER", "create")
         .output()
         .unwrap();
     assert_eq!(
         out.status.code(),
-        Some(cairn::pivot::steps::FAULT_EXIT_CODE),
+        Some(86),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

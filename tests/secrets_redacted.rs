@@ -18,7 +18,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use cairn::apply::api::{ClusterApi, KubeClusterApi};
-use cairn::apply::cluster::workload_api;
+use cairn::lifecycle::workload::workload_api;
 use common::{canary, forms};
 use serde_json::{Value, json};
 

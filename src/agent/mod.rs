@@ -5,21 +5,20 @@
 //! new revision does not render, it keeps the last good one and reports the errors.
 
 pub mod config;
-pub mod status;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::apply::api::{ClusterApi, KubeClusterApi};
-use crate::apply::cluster::{
-    ApplyOptions, ClusterError, ClusterReport, Phase, apply_addons, as_pivoted, capi_cluster,
-    converge_capi, desired_hash, provision, record_phase,
-};
+use crate::apply::groups::as_pivoted;
+use crate::lifecycle::cluster::{apply_addons, converge_capi, provision};
+use crate::lifecycle::phase::{desired_hash, record_phase};
+use crate::lifecycle::record::{AgentStatus, write_status};
+use crate::lifecycle::{ApplyOptions, ClusterError, ClusterReport, Phase};
 use crate::model::diag::{Diagnostic, errors_text};
 use crate::pivot::checks::is_paused;
 use crate::render::{Bundle, render_repo};
 use crate::source::{Mirror, SourceSpec};
-use status::{AgentStatus, write_status};
 
 /// How the agent runs.
 #[derive(Clone, Debug)]
@@ -192,7 +191,7 @@ impl Agent {
         };
         let live = self
             .api
-            .get(&capi_cluster(&self.opts.cluster))
+            .get(&crate::render::capi::cluster_ref(&self.opts.cluster))
             .await
             .map_err(|source| ClusterError::Api {
                 step: "read the Cluster",

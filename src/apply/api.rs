@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -26,6 +26,31 @@ pub enum ApiError {
         waited: Duration,
         last: KubeError,
     },
+}
+
+impl ApiError {
+    /// The server answered 404 Not Found: the object (or its namespace) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ApiError::Kube(e) if e.is_not_found())
+    }
+
+    /// The server answered 409 Conflict: a field conflict of server-side apply
+    /// ([`ApiError::Conflict`]), an object that already exists, or a failed precondition.
+    pub fn is_conflict(&self) -> bool {
+        match self {
+            ApiError::Conflict { .. } => true,
+            ApiError::Kube(e) => e.is_conflict(),
+            ApiError::Exhausted { .. } => false,
+        }
+    }
+
+    /// No connection could be made to the API server (which may never have answered).
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            ApiError::Kube(e) | ApiError::Exhausted { last: e, .. } => e.is_unreachable(),
+            ApiError::Conflict { .. } => false,
+        }
+    }
 }
 
 /// What apply and diff need from a cluster.
@@ -90,7 +115,13 @@ impl Default for Retry {
     }
 }
 
-/// `ClusterApi` over a kube client.
+/// A connection failure before the server ever answered is retried once, after this, when it
+/// came quickly (refused, not timed out): a server that is just starting gets a second chance.
+const UNREACHABLE_RETRY: Duration = Duration::from_secs(1);
+
+/// `ClusterApi` over a kube client. Transient failures of a server that has answered are retried
+/// within the [`Retry`] budget; a server that never answered fails at once as
+/// [`KubeError::Unreachable`] (after at most one quick retry).
 pub struct KubeClusterApi {
     api: DynamicApi,
     force_conflicts: bool,
@@ -99,13 +130,34 @@ pub struct KubeClusterApi {
 }
 
 impl KubeClusterApi {
+    /// Over `client`; connection errors say "the API server" (prefer
+    /// [`with_server`](Self::with_server), which names it).
     pub fn new(client: kube::Client, force_conflicts: bool) -> KubeClusterApi {
+        KubeClusterApi::over(DynamicApi::new(client), force_conflicts)
+    }
+
+    /// Over `client` of the API server at `server` (its URL, as `Config::cluster_url` has it;
+    /// see [`crate::kube_client::server_url`]), which connection errors name.
+    pub fn with_server(
+        client: kube::Client,
+        server: impl Into<String>,
+        force_conflicts: bool,
+    ) -> KubeClusterApi {
+        KubeClusterApi::over(DynamicApi::with_server(client, server), force_conflicts)
+    }
+
+    fn over(api: DynamicApi, force_conflicts: bool) -> KubeClusterApi {
         KubeClusterApi {
-            api: DynamicApi::new(client),
+            api,
             force_conflicts,
             retry: Retry::default(),
             counters: Counters::default(),
         }
+    }
+
+    /// The URL of the API server, when the creator said it.
+    pub fn server(&self) -> Option<&str> {
+        self.api.server()
     }
 
     pub fn with_retry(mut self, retry: Retry) -> KubeClusterApi {
@@ -123,7 +175,7 @@ impl KubeClusterApi {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, KubeError>>,
     {
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         let mut delay = self.retry.first;
         let mut attempts = 0;
         loop {
@@ -132,9 +184,18 @@ impl KubeClusterApi {
             if write {
                 self.counters.writes.fetch_add(1, Ordering::Relaxed);
             }
+            let attempt = Instant::now();
             match call().await {
                 Ok(v) => return Ok(v),
-                Err(e) if is_conflict(&e) => {
+                // Never answered: a wrong kubeconfig or a cluster that is down. One quick retry
+                // for a server that is just starting, then the error, naming the server.
+                Err(KubeError::Unreachable {
+                    answered: false, ..
+                }) if attempts == 1 && attempt.elapsed() < UNREACHABLE_RETRY => {
+                    tracing::debug!("{}: the API server refused, retrying once", object_ref(obj));
+                    tokio::time::sleep(UNREACHABLE_RETRY).await;
+                }
+                Err(e) if e.is_conflict() => {
                     return Err(ApiError::Conflict {
                         object: object_ref(obj),
                         message: api_message(&e).unwrap_or_default(),
@@ -176,10 +237,6 @@ fn api_message(e: &KubeError) -> Option<String> {
     }
 }
 
-fn is_conflict(e: &KubeError) -> bool {
-    matches!(kube_source(e), Some(kube::Error::Api(status)) if status.code == 409)
-}
-
 /// The field managers a server-side apply conflict names: `conflict with "kubectl-edit" ...`,
 /// or `conflicts with "x" using ...:` followed by a list of fields when one manager owns many.
 pub fn conflicting_managers(message: &str) -> Vec<String> {
@@ -204,11 +261,15 @@ fn is_imperative(obj: &Value, manager: &str) -> bool {
 }
 
 fn is_internal_error(e: &KubeError) -> bool {
-    matches!(kube_source(e), Some(kube::Error::Api(status)) if status.code == 500)
+    e.status_code() == Some(500)
 }
 
-/// Network failures, throttling and server errors are worth retrying; a refusal is not.
+/// Network failures of a server that has answered before, throttling and server errors are
+/// worth retrying; a refusal is not, and neither is a server that never answered.
 pub fn is_transient(e: &KubeError) -> bool {
+    if let KubeError::Unreachable { answered, .. } = e {
+        return *answered;
+    }
     match kube_source(e) {
         Some(kube::Error::Api(status)) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
         Some(kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::Discovery(_)) => {
@@ -291,6 +352,106 @@ impl ClusterApi for KubeClusterApi {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::sync::atomic::AtomicU32;
+
+    /// A client of nothing (requests would be refused; these tests make none through it).
+    fn api() -> KubeClusterApi {
+        let config = kube::Config::new("https://127.0.0.1:1".parse().unwrap());
+        KubeClusterApi::with_server(
+            kube::Client::try_from(config).unwrap(),
+            "https://127.0.0.1:1",
+            false,
+        )
+        .with_retry(Retry {
+            first: Duration::from_millis(10),
+            max: Duration::from_millis(20),
+            budget: Duration::from_millis(300),
+        })
+    }
+
+    fn unreachable(answered: bool) -> KubeError {
+        KubeError::Unreachable {
+            server: Some("https://127.0.0.1:1".into()),
+            reason: "connection refused".into(),
+            answered,
+            cause: Box::new(kube::Error::Service(Box::new(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused,
+            )))),
+        }
+    }
+
+    fn refused(code: u16) -> KubeError {
+        KubeError::Request {
+            object: "ConfigMap/default/x".into(),
+            verb: "get",
+            source: kube::Error::Api(
+                kube::core::Status::failure("no", "Because")
+                    .with_code(code)
+                    .boxed(),
+            ),
+        }
+    }
+
+    /// How many calls `retrying` makes when every call fails with `error`.
+    async fn calls_until_given_up(error: fn() -> KubeError) -> (u32, ApiError) {
+        let api = api();
+        let calls = AtomicU32::new(0);
+        let e = api
+            .retrying(
+                &json!({"kind": "ConfigMap", "metadata": {"name": "x"}}),
+                false,
+                || {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    async move { Err::<(), _>(error()) }
+                },
+            )
+            .await
+            .unwrap_err();
+        (calls.load(Ordering::Relaxed), e)
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answered_is_retried_once_at_most() {
+        let start = Instant::now();
+        let (calls, e) = calls_until_given_up(|| unreachable(false)).await;
+        assert_eq!(calls, 2);
+        assert!(start.elapsed() < Duration::from_secs(3));
+        assert!(e.is_unreachable());
+        assert!(
+            matches!(e, ApiError::Kube(KubeError::Unreachable { .. })),
+            "{e}"
+        );
+        assert!(e.to_string().contains("https://127.0.0.1:1"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_answered_before_is_retried_within_the_budget() {
+        let (calls, e) = calls_until_given_up(|| unreachable(true)).await;
+        assert!(calls > 3, "{calls} calls");
+        assert!(matches!(e, ApiError::Exhausted { .. }), "{e}");
+        assert!(e.is_unreachable());
+    }
+
+    #[tokio::test]
+    async fn refusals_are_not_retried_and_conflicts_are_named() {
+        let (calls, e) = calls_until_given_up(|| refused(404)).await;
+        assert_eq!(calls, 1);
+        assert!(e.is_not_found() && !e.is_conflict(), "{e}");
+        let (calls, e) = calls_until_given_up(|| refused(409)).await;
+        assert_eq!(calls, 1);
+        assert!(matches!(e, ApiError::Conflict { .. }), "{e}");
+        assert!(e.is_conflict() && !e.is_not_found(), "{e}");
+    }
+
+    #[test]
+    fn only_a_server_that_answered_is_transient_when_unreachable() {
+        assert!(is_transient(&unreachable(true)));
+        assert!(!is_transient(&unreachable(false)));
+        assert!(is_transient(&refused(503)));
+        assert!(!is_transient(&refused(404)));
+        assert!(ApiError::Kube(refused(409)).is_conflict());
+        assert!(!ApiError::Kube(refused(500)).is_unreachable());
+    }
 
     #[test]
     fn conflict_messages_name_their_managers() {

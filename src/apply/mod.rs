@@ -1,13 +1,11 @@
-//! I/O: Plan -> Report via a ClusterApi trait over kube; health waits; inventory.
+//! The stage engine, I/O: a `ClusterApi` over kube, one stage applied group by group with drift
+//! skipping (`stage`, cut into groups by the pure `groups`), the inventory, health predicates
+//! (pure) and waits. The life of a cluster built on it is `crate::lifecycle`.
 
 pub mod api;
-pub mod cluster;
-pub mod fleet;
+pub mod groups;
 pub mod health;
 pub mod inventory;
-pub mod pivoted;
 pub mod progress;
-pub mod removal;
 pub mod stage;
-pub mod status;
 pub mod wait;

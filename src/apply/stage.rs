@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::api::{ApiError, ClusterApi};
+use super::groups::Group;
 use super::inventory::{self, Entry};
 use super::wait::{WaitError, wait_healthy};
 use crate::diff::key::ObjectKey;
@@ -122,15 +123,6 @@ fn first_class(obj: &Value) -> bool {
         obj.get("kind").and_then(Value::as_str),
         Some("CustomResourceDefinition" | "Namespace")
     )
-}
-
-/// A group of a stage's objects applied together: a profile layer, or a whole stage.
-pub struct Group {
-    pub objects: Vec<Value>,
-    /// Wait until every object of the group is healthy before the next group.
-    pub wait: bool,
-    /// Only create these objects; once they exist another stage owns their content.
-    pub create_only: bool,
 }
 
 /// Applies a stage group by group: in each, CRDs and Namespaces that drifted first (waited

@@ -21,10 +21,10 @@ use tokio::sync::watch;
 
 use crate::parse_duration;
 use cairn::apply::api::KubeClusterApi;
-use cairn::apply::status::{ClusterStatus, fleet_status, table};
 use cairn::controller::schedule::Backoff;
 use cairn::controller::shared::{ClusterView, FAILED, FleetView, READY, Shared};
 use cairn::controller::{Controller, ControllerOptions};
+use cairn::lifecycle::status::{ClusterStatus, fleet_status, table};
 use cairn::local::env::{self, LocalError};
 use cairn::source::{Credentials, SourceSpec};
 

@@ -13,23 +13,35 @@ use anyhow::{Context, Result, bail};
 use crate::parse_duration;
 
 use cairn::apply::api::KubeClusterApi;
-use cairn::apply::pivoted::reach_workload;
 use cairn::apply::progress::log_lines;
+use cairn::lifecycle::workload::reach_workload;
 use cairn::pivot::discover::discover;
 use cairn::pivot::mover::{MoveOptions, Mover};
-use cairn::pivot::steps::{Direction, FAULT_ENV, Step, fault_step};
+use cairn::pivot::steps::{AfterStep, Direction, Step};
 
-/// `CAIRN_FAULT_AFTER`, checked: an unknown step name is an error, not silently ignored.
-pub fn fault_after() -> Result<Option<Step>> {
+/// Environment variable naming a pivot step after which the process exits at once, with no
+/// cleanup, as a crash would (a testing aid: a rerun must converge from there).
+pub const FAULT_ENV: &str = "CAIRN_FAULT_AFTER";
+/// Exit code of an injected fault.
+pub const FAULT_EXIT_CODE: i32 = 86;
+
+/// The hook `CAIRN_FAULT_AFTER` asks for, checked: an unknown step name is an error, not
+/// silently ignored.
+pub fn fault_hook() -> Result<Option<AfterStep>> {
     let Ok(value) = std::env::var(FAULT_ENV) else {
         return Ok(None);
     };
-    match fault_step(Some(&value)) {
-        Some(step) => Ok(Some(step)),
-        None => {
-            bail!("{FAULT_ENV}={value} names no pivot step; `cairn pivot --list-steps` lists them")
+    let Some(fault) = Step::parse(&value) else {
+        bail!("{FAULT_ENV}={value} names no pivot step; `cairn pivot --list-steps` lists them")
+    };
+    Ok(Some(std::sync::Arc::new(move |step| {
+        if step == fault {
+            tracing::warn!("{FAULT_ENV}={}: exiting now", step.name());
+            // SAFETY: _exit ends the process at once, on purpose without any cleanup: the
+            // testing aid stands for a crash.
+            unsafe { libc::_exit(FAULT_EXIT_CODE) };
         }
-    }
+    })))
 }
 
 /// The step names, one a line.
@@ -83,7 +95,7 @@ pub async fn pivot(mgmt: KubeClusterApi, args: PivotArgs) -> Result<()> {
         opts: MoveOptions {
             timeout: args.timeout,
             progress: log_lines(),
-            fault_after: fault_after()?,
+            after_step: fault_hook()?,
         },
     };
     let report = mover.run().await?;

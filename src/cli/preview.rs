@@ -8,11 +8,11 @@ use anyhow::Result;
 use clap::ValueEnum;
 
 use cairn::apply::api::{ClusterApi, KubeClusterApi};
-use cairn::apply::cluster::capi_cluster;
-use cairn::apply::pivoted::reach_workload;
+use cairn::lifecycle::workload::reach_workload;
 use cairn::model::types::StageName;
 use cairn::preview::live::LiveCluster;
 use cairn::preview::{GITHUB_COMMENT_LIMIT, LiveRequest, LiveState, PreviewOptions};
+use cairn::render::capi::cluster_ref;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PreviewFormat {
@@ -104,7 +104,7 @@ async fn live_cluster(
 ) -> Result<HashMap<cairn::diff::ObjectKey, serde_json::Value>, String> {
     let name = &request.cluster;
     let in_mgmt = mgmt
-        .get(&capi_cluster(name))
+        .get(&cluster_ref(name))
         .await
         .map_err(|_| "the management cluster cannot be read".to_string())?
         .is_some();

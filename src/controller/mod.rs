@@ -27,8 +27,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::apply::api::KubeClusterApi;
-use crate::apply::cluster::{ApplyOptions, apply_cluster, bundle_hash};
-use crate::apply::removal::{departed, remove_cluster};
+use crate::lifecycle::ApplyOptions;
+use crate::lifecycle::cluster::apply_cluster;
+use crate::lifecycle::phase::bundle_hash;
+use crate::lifecycle::removal::{departed, remove_cluster};
 use crate::model::diag::errors_text;
 use crate::render::{Bundle, render_repo_with};
 use crate::source::{Mirror, SourceError, SourceSpec};

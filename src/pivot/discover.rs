@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::graph::ObjectGraph;
 use super::sequence::{MoveSequence, move_sequence};
@@ -101,14 +101,10 @@ pub fn move_types(crds: &[Value]) -> Vec<MoveType> {
     types
 }
 
-pub fn cluster_stub(name: &str) -> Value {
-    json!({"apiVersion": CLUSTER_API, "kind": "Cluster", "metadata": {"name": name, "namespace": name}})
-}
-
 /// Everything that moves with Cluster `name` (in namespace `name`), or `None` when the
 /// Cluster is not there.
 pub async fn discover(api: &impl ClusterApi, name: &str) -> Result<Option<Discovered>, ApiError> {
-    let Some(cluster) = api.get(&cluster_stub(name)).await? else {
+    let Some(cluster) = api.get(&crate::render::capi::cluster_ref(name)).await? else {
         return Ok(None);
     };
     let types = move_types(&provider_crds(api).await?);
@@ -158,6 +154,7 @@ pub async fn discover(api: &impl ClusterApi, name: &str) -> Result<Option<Discov
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn crd(group: &str, kind: &str, scope: &str, versions: &[(&str, bool)]) -> Value {
         let versions: Vec<Value> = versions

@@ -9,19 +9,19 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::checks::{DELETE_FOR_MOVE_ANNOTATION, blocking, is_paused, unprovisioned, unserved};
 use super::copy::target_copy;
-use super::discover::{Discovered, cluster_stub, discover, provider_crds};
-use super::steps::{Direction, FAULT_EXIT_CODE, JOURNAL_ANNOTATION, Journal, Step};
+use super::discover::{Discovered, discover, provider_crds};
+use super::steps::{AfterStep, Direction, JOURNAL_ANNOTATION, Journal, Step};
 use crate::apply::api::{ApiError, ClusterApi};
 use crate::apply::health::Health;
 use crate::apply::progress::Progress;
 use crate::apply::wait::{WaitError, wait_until};
 use crate::diff::key::ObjectKey;
 use crate::kube_client::is_established;
+use crate::render::capi::{cluster_ref, kubeconfig_secret, kubeconfig_secret_name};
 use crate::render::kinds::object_ref;
 use crate::render::pivot::AGENT_NAMESPACE;
 
@@ -111,8 +111,9 @@ pub struct MoveOptions {
     /// Longest wait for CRDs to be established and for `block-move` to clear.
     pub timeout: Duration,
     pub progress: Progress,
-    /// Exit the process right after this step (`CAIRN_FAULT_AFTER`, a testing aid).
-    pub fault_after: Option<Step>,
+    /// Called right after each step is journaled (the CLI's `CAIRN_FAULT_AFTER` ends the
+    /// process there, to prove that a rerun converges from any step).
+    pub after_step: Option<AfterStep>,
 }
 
 /// What a move did.
@@ -165,8 +166,7 @@ impl<A: ClusterApi> Mover<'_, A> {
         })
     }
 
-    /// Marks `step` done in the journal on `side`, reports it, and honours a fault injected
-    /// after it.
+    /// Marks `step` done in the journal on `side`, reports it, and calls the after-step hook.
     async fn done(&self, side: &A, step: Step) -> Result<(), MoveError> {
         let journal = Journal {
             direction: self.direction,
@@ -177,15 +177,12 @@ impl<A: ClusterApi> Mover<'_, A> {
         } else {
             journal_patch(Some(journal))
         };
-        side.merge_patch(&cluster_stub(self.cluster), &patch)
+        side.merge_patch(&cluster_ref(self.cluster), &patch)
             .await
             .map_err(api("record the pivot journal"))?;
         (self.opts.progress)(self.cluster, &format!("pivot: {} done", step.name()));
-        if self.opts.fault_after == Some(step) {
-            tracing::warn!("{}={}: exiting now", super::steps::FAULT_ENV, step.name());
-            // SAFETY: _exit ends the process at once, on purpose without any cleanup: the
-            // testing aid stands for a crash.
-            unsafe { libc::_exit(FAULT_EXIT_CODE) };
+        if let Some(after_step) = &self.opts.after_step {
+            after_step(step);
         }
         Ok(())
     }
@@ -193,7 +190,7 @@ impl<A: ClusterApi> Mover<'_, A> {
     /// Moves the cluster, or finishes a move a previous run began.
     pub async fn run(&self) -> Result<MoveReport, MoveError> {
         let start = Instant::now();
-        let stub = cluster_stub(self.cluster);
+        let stub = cluster_ref(self.cluster);
         let in_source = self
             .source
             .get(&stub)
@@ -397,9 +394,7 @@ impl<A: ClusterApi> Mover<'_, A> {
     /// Copies `<cluster>-kubeconfig` to `cairn-system` in the management cluster, so cairn can
     /// reach the cluster once its CAPI objects (and that Secret) have left.
     async fn keep_kubeconfig(&self) -> Result<(), MoveError> {
-        let name = format!("{}-kubeconfig", self.cluster);
-        let secret = json!({"apiVersion": "v1", "kind": "Secret",
-                            "metadata": {"name": name, "namespace": self.cluster}});
+        let secret = kubeconfig_secret(self.cluster, self.cluster);
         let problem = |problem| MoveError::Kubeconfig {
             cluster: self.cluster.to_string(),
             problem,
@@ -532,7 +527,7 @@ impl<A: ClusterApi> Mover<'_, A> {
         if pending(Step::Unpause) {
             self.target
                 .merge_patch(
-                    &cluster_stub(self.cluster),
+                    &cluster_ref(self.cluster),
                     &json!({"spec": {"paused": null}}),
                 )
                 .await
@@ -576,25 +571,9 @@ fn crd_name(crd: &Value) -> String {
 /// The kept copy of a workload kubeconfig: `cairn-system/<cluster>-kubeconfig`, key `value`.
 pub fn kubeconfig_copy(cluster: &str, value_base64: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-           "metadata": {"name": format!("{cluster}-kubeconfig"), "namespace": AGENT_NAMESPACE,
+           "metadata": {"name": kubeconfig_secret_name(cluster), "namespace": AGENT_NAMESPACE,
                         "labels": {crate::render::finalize::CLUSTER_LABEL: cluster}},
            "data": {"value": value_base64}})
-}
-
-/// The kept kubeconfig of a cluster, decoded, if there is one.
-pub async fn kept_kubeconfig(
-    mgmt: &impl ClusterApi,
-    cluster: &str,
-) -> Result<Option<String>, ApiError> {
-    let stub = json!({"apiVersion": "v1", "kind": "Secret",
-                      "metadata": {"name": format!("{cluster}-kubeconfig"), "namespace": AGENT_NAMESPACE}});
-    Ok(mgmt.get(&stub).await?.and_then(|s| {
-        let encoded = s.pointer("/data/value")?.as_str()?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .ok()?;
-        String::from_utf8(bytes).ok()
-    }))
 }
 
 /// A write to an object that is already gone is no failure when deleting it.

@@ -9,10 +9,9 @@ use serde::{Deserialize, Serialize};
 
 /// Annotation on the Cluster holding the [`Journal`] as JSON.
 pub const JOURNAL_ANNOTATION: &str = "cairn.dev/pivot";
-/// Environment variable naming a step after which the process exits at once (a testing aid).
-pub const FAULT_ENV: &str = "CAIRN_FAULT_AFTER";
-/// Exit code of an injected fault.
-pub const FAULT_EXIT_CODE: i32 = 86;
+
+/// What a move calls right after each step is journaled.
+pub type AfterStep = std::sync::Arc<dyn Fn(Step) + Send + Sync>;
 
 /// The steps of a move, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -159,11 +158,6 @@ impl Journal {
     }
 }
 
-/// The step named by `CAIRN_FAULT_AFTER`, if set to a known one.
-pub fn fault_step(value: Option<&str>) -> Option<Step> {
-    value.and_then(Step::parse)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,7 +202,7 @@ mod tests {
         assert!(!Journal::pending(at_pause, Step::Pause));
         assert!(Journal::pending(at_pause, Step::WaitBlockMove));
         assert!(Journal::pending(None, Step::Start));
-        assert_eq!(fault_step(Some("hand-over")), Some(Step::HandOver));
-        assert_eq!(fault_step(Some("bogus")), None);
+        assert_eq!(Step::parse("hand-over"), Some(Step::HandOver));
+        assert_eq!(Step::parse("bogus"), None);
     }
 }

@@ -12,8 +12,8 @@ use super::{
     ObjectDiff, Preview, PreviewOptions, Reason, Revision, Summary, Warning, WarningKind,
     stage_objects,
 };
-use crate::apply::removal::is_protected;
 use crate::diff::{ObjectKey, redact_pair, unified_diff};
+use crate::lifecycle::removal::is_protected;
 use crate::model::diag::Diagnostic;
 use crate::model::types::StageName;
 use crate::render::Bundle;

@@ -11,6 +11,24 @@ use crate::model::types::{Machine, Provider};
 use crate::model::validate::ResolvedCluster;
 
 pub const CLUSTER_API: &str = "cluster.x-k8s.io/v1beta2";
+
+/// The name of the Secret CAPI writes with a workload cluster's admin kubeconfig (key `value`).
+pub fn kubeconfig_secret_name(cluster: &str) -> String {
+    format!("{cluster}-kubeconfig")
+}
+
+/// A reference to a `<cluster>-kubeconfig` Secret: CAPI's in the cluster's namespace, or the
+/// copy cairn keeps in `cairn-system`.
+pub fn kubeconfig_secret(cluster: &str, namespace: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": kubeconfig_secret_name(cluster), "namespace": namespace}})
+}
+
+/// A reference to the CAPI Cluster of a cairn cluster (it lives in the namespace of its name).
+pub fn cluster_ref(cluster: &str) -> Value {
+    json!({"apiVersion": CLUSTER_API, "kind": "Cluster",
+           "metadata": {"name": cluster, "namespace": cluster}})
+}
 pub const CONTROL_PLANE_API: &str = "controlplane.cluster.x-k8s.io/v1beta2";
 pub const BOOTSTRAP_API: &str = "bootstrap.cluster.x-k8s.io/v1beta2";
 pub const INFRA_API: &str = "infrastructure.cluster.x-k8s.io/v1beta2";

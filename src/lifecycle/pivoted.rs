@@ -6,53 +6,33 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::api::{ClusterApi, KubeClusterApi};
-use super::cluster::{
-    ApplyOptions, ClusterError, ClusterReport, Phase, capi_cluster, desired_hash, kubeconfig_gone,
-    provision, record_phase, report_stage, stage, stage_options, workload_api,
-};
-use super::stage::{Group, apply_stage};
-use super::wait::wait_healthy;
-use crate::agent::status::{AgentStatus, read_status};
+use super::cluster::{provision, report_stage, stage_options};
+use super::phase::{desired_hash, record_phase};
+use super::record::{AgentStatus, read_status};
+use super::workload::{kubeconfig_gone, reach_workload};
+use super::{ApplyOptions, ClusterError, ClusterReport, Phase};
+use crate::apply::api::{ApiError, ClusterApi, KubeClusterApi};
+use crate::apply::groups::{one_group, stage};
+use crate::apply::stage::apply_stage;
+use crate::apply::wait::wait_healthy;
 use crate::model::types::StageName;
-use crate::pivot::mover::{MoveOptions, Mover, kept_kubeconfig};
+use crate::pivot::mover::{MoveOptions, Mover};
 use crate::pivot::steps::{Direction, Journal};
 use crate::render::Bundle;
+use crate::render::capi::cluster_ref;
 use crate::render::pivot::{AGENT_NAME, AGENT_NAMESPACE};
 
-fn api_err(step: &'static str) -> impl FnOnce(super::api::ApiError) -> ClusterError {
+fn api_err(step: &'static str) -> impl FnOnce(ApiError) -> ClusterError {
     move |source| ClusterError::Api { step, source }
 }
 
-/// A client for the workload cluster: through the kubeconfig copy kept in `cairn-system`
-/// (which outlives the pivot), else through CAPI's `<cluster>-kubeconfig` Secret.
-pub async fn reach_workload(
-    mgmt: &impl ClusterApi,
-    cluster: &str,
-) -> Result<Option<KubeClusterApi>, ClusterError> {
-    if let Some(yaml) = kept_kubeconfig(mgmt, cluster)
-        .await
-        .map_err(api_err("read the kept kubeconfig"))?
-    {
-        let client = crate::kube_client::client_from_kubeconfig(&yaml)
-            .await
-            .map_err(|e| ClusterError::Workload {
-                namespace: AGENT_NAMESPACE.to_string(),
-                name: format!("{cluster}-kubeconfig"),
-                reason: e.to_string(),
-            })?;
-        return Ok(Some(KubeClusterApi::new(client, false)));
-    }
-    workload_api(mgmt, cluster).await
-}
-
-pub(super) fn move_options(opts: &ApplyOptions) -> MoveOptions {
+pub fn move_options(opts: &ApplyOptions) -> MoveOptions {
     MoveOptions {
         timeout: opts.timeout,
         progress: opts.progress.clone(),
-        fault_after: opts.fault_after,
+        after_step: opts.after_pivot_step.clone(),
     }
 }
 
@@ -64,7 +44,7 @@ pub async fn apply_pivoted(
 ) -> Result<ClusterReport, ClusterError> {
     let name = bundle.cluster.as_str();
     let mut report = ClusterReport::default();
-    let stub = capi_cluster(name);
+    let stub = cluster_ref(name);
     let in_mgmt = mgmt.get(&stub).await.map_err(api_err("read the Cluster"))?;
     let moving = match &in_mgmt {
         Some(c) => Journal::of(c).ok().flatten().is_some(),
@@ -119,16 +99,11 @@ async fn install_agent(
     report: &mut ClusterReport,
 ) -> Result<bool, ClusterError> {
     let name = bundle.cluster.as_str();
-    let group = Group {
-        objects: stage(bundle, StageName::Pivot).to_vec(),
-        wait: false,
-        create_only: false,
-    };
     let r = apply_stage(
         workload,
         name,
         StageName::Pivot,
-        &[group],
+        &one_group(stage(bundle, StageName::Pivot)),
         stage_options(opts),
     )
     .await?;
@@ -184,19 +159,4 @@ async fn wait_agent_ready(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-/// The live Cluster of a pivoted cluster, read through the kept kubeconfig.
-pub async fn live_in_workload(
-    mgmt: &impl ClusterApi,
-    cluster: &str,
-) -> Result<Option<(KubeClusterApi, Value)>, ClusterError> {
-    let Some(workload) = reach_workload(mgmt, cluster).await? else {
-        return Ok(None);
-    };
-    let live = workload
-        .get(&capi_cluster(cluster))
-        .await
-        .map_err(api_err("read the Cluster in the workload cluster"))?;
-    Ok(live.map(|l| (workload, l)))
 }

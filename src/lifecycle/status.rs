@@ -5,11 +5,12 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::api::ClusterApi;
-use super::cluster::{ClusterError, PHASE_ANNOTATION, REVISION_ANNOTATION, capi_cluster};
-use super::pivoted::live_in_workload;
+use super::ClusterError;
+use super::phase::{PHASE_ANNOTATION, REVISION_ANNOTATION};
+use super::record::{AgentStatus, read_status};
 use super::removal::departed;
-use crate::agent::status::{AgentStatus, read_status};
+use super::workload::live_in_workload;
+use crate::apply::api::ClusterApi;
 use crate::pivot::steps::JOURNAL_ANNOTATION;
 use crate::render::capi::CLUSTER_API;
 
@@ -115,7 +116,7 @@ pub async fn fleet_status(mgmt: &impl ClusterApi) -> Result<Vec<ClusterStatus>, 
     let mut rows = Vec::new();
     for name in departed(mgmt, &[]).await? {
         let in_mgmt = mgmt
-            .get(&capi_cluster(&name))
+            .get(&crate::render::capi::cluster_ref(&name))
             .await
             .map_err(|source| ClusterError::Api {
                 step: "read the Cluster",

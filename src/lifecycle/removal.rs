@@ -7,20 +7,22 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use super::api::{ClusterApi, KubeClusterApi};
-use super::cluster::{ApplyOptions, ClusterError, PHASE_ANNOTATION, Phase, capi_cluster};
-use super::inventory;
-use super::pivoted::{live_in_workload, reach_workload};
+use super::phase::PHASE_ANNOTATION;
+use super::pivoted::move_options;
+use super::workload::{live_in_workload, reach_workload};
+use super::{ApplyOptions, ClusterError, Phase};
+use crate::apply::api::{ApiError, ClusterApi, KubeClusterApi};
+use crate::apply::inventory;
 use crate::model::types::StageName;
 use crate::pivot::mover::Mover;
 use crate::pivot::steps::Direction;
-use crate::render::capi::CLUSTER_API;
+use crate::render::capi::{CLUSTER_API, cluster_ref, kubeconfig_secret};
 use crate::render::finalize::CLUSTER_LABEL;
 use crate::render::pivot::AGENT_NAMESPACE;
 
 pub const PROTECT_ANNOTATION: &str = "cairn.dev/protect";
 
-fn api_err(step: &'static str) -> impl FnOnce(super::api::ApiError) -> ClusterError {
+fn api_err(step: &'static str) -> impl FnOnce(ApiError) -> ClusterError {
     move |source| ClusterError::Api { step, source }
 }
 
@@ -78,7 +80,7 @@ pub async fn remove_cluster(
     name: &str,
     opts: &ApplyOptions,
 ) -> Result<(), ClusterError> {
-    let stub = capi_cluster(name);
+    let stub = cluster_ref(name);
     let in_mgmt = mgmt.get(&stub).await.map_err(api_err("read the Cluster"))?;
     let in_workload = match &in_mgmt {
         Some(_) => None,
@@ -128,9 +130,7 @@ pub async fn remove_cluster(
             .await
             .map_err(api_err("delete the inventory"))?;
     }
-    let kept = json!({"apiVersion": "v1", "kind": "Secret",
-                      "metadata": {"name": format!("{name}-kubeconfig"), "namespace": AGENT_NAMESPACE}});
-    mgmt.delete(&kept)
+    mgmt.delete(&kubeconfig_secret(name, AGENT_NAMESPACE))
         .await
         .map_err(api_err("delete the kept kubeconfig"))?;
     let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
@@ -152,7 +152,7 @@ async fn reverse(
         target: mgmt,
         direction: Direction::Reverse,
         cluster: name,
-        opts: super::pivoted::move_options(opts),
+        opts: move_options(opts),
     };
     mover.run().await?;
     Ok(())

@@ -1,0 +1,127 @@
+//! Reaching a workload cluster: through CAPI's `<cluster>-kubeconfig` Secret in the cluster's
+//! namespace, or, once the cluster has pivoted (and that Secret moved with it), through the
+//! copy the pivot keeps in `cairn-system` of the management cluster.
+
+use base64::Engine;
+use serde_json::Value;
+
+use super::ClusterError;
+use crate::apply::api::{ApiError, ClusterApi, KubeClusterApi};
+use crate::render::capi::{cluster_ref, kubeconfig_secret, kubeconfig_secret_name};
+use crate::render::pivot::AGENT_NAMESPACE;
+
+/// The error when the `<cluster>-kubeconfig` Secret a step needs is not there (any more).
+pub fn kubeconfig_gone(cluster: &str) -> ClusterError {
+    ClusterError::Workload {
+        namespace: cluster.to_string(),
+        name: kubeconfig_secret_name(cluster),
+        reason: "the Secret disappeared".into(),
+    }
+}
+
+/// The kubeconfig in a `<cluster>-kubeconfig` Secret (key `value`, base64), or what is wrong.
+fn decode(secret: &Value) -> Result<String, String> {
+    let encoded = secret
+        .pointer("/data/value")
+        .and_then(Value::as_str)
+        .ok_or("no `value` key")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| format!("`value` is not base64: {e}"))?;
+    String::from_utf8(bytes).map_err(|_| "`value` is not UTF-8".to_string())
+}
+
+/// A client through the `<cluster>-kubeconfig` Secret in `namespace`, if that Secret exists.
+async fn through_secret(
+    mgmt: &impl ClusterApi,
+    cluster: &str,
+    namespace: &str,
+) -> Result<Option<KubeClusterApi>, ClusterError> {
+    let Some(live) = mgmt
+        .get(&kubeconfig_secret(cluster, namespace))
+        .await
+        .map_err(|source| ClusterError::Api {
+            step: "read the workload kubeconfig",
+            source,
+        })?
+    else {
+        return Ok(None);
+    };
+    let unreachable = |reason: String| ClusterError::Workload {
+        namespace: namespace.to_string(),
+        name: kubeconfig_secret_name(cluster),
+        reason,
+    };
+    let yaml = decode(&live).map_err(unreachable)?;
+    let client = crate::kube_client::client_from_kubeconfig(&yaml)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    Ok(Some(KubeClusterApi::new(client, false)))
+}
+
+/// A client for the workload cluster, from the `<cluster>-kubeconfig` Secret CAPI writes.
+pub async fn workload_api(
+    mgmt: &impl ClusterApi,
+    cluster: &str,
+) -> Result<Option<KubeClusterApi>, ClusterError> {
+    through_secret(mgmt, cluster, cluster).await
+}
+
+/// A client for the workload cluster: through the kubeconfig copy kept in `cairn-system`
+/// (which outlives the pivot), else through CAPI's `<cluster>-kubeconfig` Secret.
+pub async fn reach_workload(
+    mgmt: &impl ClusterApi,
+    cluster: &str,
+) -> Result<Option<KubeClusterApi>, ClusterError> {
+    match through_secret(mgmt, cluster, AGENT_NAMESPACE).await? {
+        Some(api) => Ok(Some(api)),
+        None => workload_api(mgmt, cluster).await,
+    }
+}
+
+/// The live Cluster of a pivoted cluster, read through the kept kubeconfig.
+pub async fn live_in_workload(
+    mgmt: &impl ClusterApi,
+    cluster: &str,
+) -> Result<Option<(KubeClusterApi, Value)>, ClusterError> {
+    let Some(workload) = reach_workload(mgmt, cluster).await? else {
+        return Ok(None);
+    };
+    let live = workload
+        .get(&cluster_ref(cluster))
+        .await
+        .map_err(|source: ApiError| ClusterError::Api {
+            step: "read the Cluster in the workload cluster",
+            source,
+        })?;
+    Ok(live.map(|l| (workload, l)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_kubeconfig_secret_decodes_or_says_what_is_wrong() {
+        let secret = |data: Value| json!({"data": data});
+        assert_eq!(
+            decode(&secret(json!({"value": "YXBpVmVyc2lvbjogdjE="}))).as_deref(),
+            Ok("apiVersion: v1")
+        );
+        assert_eq!(
+            decode(&secret(json!({}))),
+            Err("no `value` key".to_string())
+        );
+        assert!(
+            decode(&secret(json!({"value": "%%"})))
+                .unwrap_err()
+                .contains("not base64")
+        );
+        assert!(
+            decode(&secret(json!({"value": "/w=="})))
+                .unwrap_err()
+                .contains("UTF-8")
+        );
+    }
+}
