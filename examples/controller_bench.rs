@@ -634,9 +634,7 @@ fn reconciler(stats: Arc<PassStats>) -> Reconciler {
         let stats = stats.clone();
         Box::pin(async move {
             stats.api.get_or_init(|| mgmt.clone());
-            management_side(&mgmt, &bundle, &opts, &stats)
-                .await
-                .map_err(|e| e.to_string())
+            management_side(&mgmt, &bundle, &opts, &stats).await
         })
     })
 }

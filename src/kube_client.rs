@@ -26,7 +26,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
-    #[error("{object}: the API server does not serve {api_version} {kind}: {source}")]
+    #[error("{object}: the API server does not serve {api_version} {kind}")]
     UnknownKind {
         object: String,
         api_version: String,
@@ -34,7 +34,7 @@ pub enum KubeError {
         #[source]
         source: kube::Error,
     },
-    #[error("{object}: {verb} failed: {}", describe(.source))]
+    #[error("{object}: {verb} failed")]
     Request {
         object: String,
         verb: &'static str,

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod apply;
 pub mod controller;
 pub mod diff;
+pub mod errors;
 pub mod example;
 pub mod kube_client;
 pub mod kubeconfig;

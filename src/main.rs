@@ -57,7 +57,7 @@ enum Command {
         #[command(flatten)]
         repo: RepoArgs,
         /// `text` for people, `json` for machines (printed on stdout).
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
     /// Render each cluster's bundle: 01-bootstrap, 02-pivot, 03-workload, 04-addons.
@@ -87,7 +87,7 @@ enum Command {
         /// Also plan the deletion of objects that left the repository.
         #[arg(long)]
         prune: bool,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
     /// Apply the bundles stage by stage, waiting on CAPI's signals and on health between stages.
@@ -131,9 +131,8 @@ enum Command {
         /// The cluster to move (its CAPI objects live in the namespace of that name).
         #[arg(required_unless_present = "list_steps")]
         cluster: Option<String>,
-        /// Kubeconfig of the management cluster (default: $KUBECONFIG, then ~/.kube/config).
-        #[arg(long, value_name = "FILE")]
-        kubeconfig: Option<PathBuf>,
+        #[command(flatten)]
+        kube: KubeArgs,
         /// Move from the workload cluster back into the management cluster.
         #[arg(long)]
         reverse: bool,
@@ -146,7 +145,7 @@ enum Command {
         /// Longest wait for CRDs to be established and for block-move to clear.
         #[arg(long, default_value = "5m", value_parser = parse_duration)]
         timeout: Duration,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
     /// What a change between two revisions does to the fleet, for a pull-request comment.
@@ -165,10 +164,9 @@ enum Command {
     /// Pivoted clusters are read through the kubeconfig kept in cairn-system, with their agent's
     /// own record (phase, revision, last error). Exit code 2 when a cluster is unreachable.
     Status {
-        /// Kubeconfig of the management cluster (default: $KUBECONFIG, then ~/.kube/config).
-        #[arg(long, value_name = "FILE")]
-        kubeconfig: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        #[command(flatten)]
+        kube: KubeArgs,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
     /// Run the controller: keep every cluster of a git repository converged.
@@ -232,7 +230,7 @@ enum LocalCommand {
     Status {
         #[arg(long, default_value = ".cairn/local")]
         dir: PathBuf,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
         output: OutputFormat,
     },
     /// Stop every process of the local environment and remove its state.
@@ -250,45 +248,46 @@ enum LocalCommand {
     },
 }
 
+/// How to reach the management cluster, as kubectl does.
+#[derive(clap::Args, Clone)]
+struct KubeArgs {
+    /// Kubeconfig of the management cluster (default: $KUBECONFIG, which may list several
+    /// files separated by `:`, merged as kubectl merges them; then ~/.kube/config; then the
+    /// in-cluster service account).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current-context).
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+}
+
+impl KubeArgs {
+    async fn management(&self, force_conflicts: bool) -> Result<KubeClusterApi> {
+        let found = cairn::kubeconfig::management_client(
+            self.kubeconfig.as_deref(),
+            self.context.as_deref(),
+        )
+        .await?;
+        Ok(KubeClusterApi::with_server(
+            found.client,
+            found.server,
+            force_conflicts,
+        ))
+    }
+}
+
 /// Which clusters to talk to.
 #[derive(clap::Args)]
 struct TargetArgs {
     /// Render and act on only these clusters (repeatable); all by default.
     #[arg(long = "cluster", value_name = "NAME")]
     clusters: Vec<String>,
-    /// Kubeconfig of the management cluster (default: $KUBECONFIG, then ~/.kube/config).
-    #[arg(long, value_name = "FILE")]
-    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    kube: KubeArgs,
     /// Git URL the agents of pivoted clusters read (overrides fleet.yaml `spec.source.url`),
     /// e.g. a `file://` repository for local runs.
     #[arg(long, value_name = "URL")]
     source_url: Option<String>,
-}
-
-impl TargetArgs {
-    /// Just a management cluster, for commands that take no repository.
-    fn kubeconfig_only(kubeconfig: Option<PathBuf>) -> TargetArgs {
-        TargetArgs {
-            clusters: Vec::new(),
-            kubeconfig,
-            source_url: None,
-        }
-    }
-
-    async fn management(&self, force_conflicts: bool) -> Result<KubeClusterApi> {
-        let path = self
-            .kubeconfig
-            .clone()
-            .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config")))
-            .context("no kubeconfig: pass --kubeconfig or set KUBECONFIG")?;
-        let yaml = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-        let client = cairn::kube_client::client_from_kubeconfig(&yaml)
-            .await
-            .with_context(|| format!("kubeconfig {}", path.display()))?;
-        Ok(KubeClusterApi::new(client, force_conflicts))
-    }
 }
 
 /// `90s`, `10m`, `1h` or plain seconds.
@@ -349,7 +348,7 @@ fn main() -> ExitCode {
         // A closed pipe (`cairn render --out - | head`) is the reader's choice, not a failure.
         Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_OK),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cairn::errors::chain_anyhow(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -417,14 +416,13 @@ fn run(command: Command) -> Result<u8> {
         }
         Command::Pivot {
             cluster,
-            kubeconfig,
+            kube,
             reverse,
             dry_run,
             list_steps: false,
             timeout,
             output,
         } => {
-            let target = TargetArgs::kubeconfig_only(kubeconfig);
             let args = cli::PivotArgs {
                 cluster: cluster.context("name the cluster to pivot")?,
                 reverse,
@@ -433,19 +431,21 @@ fn run(command: Command) -> Result<u8> {
                 timeout,
             };
             tokio::runtime::Runtime::new()?.block_on(async {
-                cli::pivot(target.management(false).await?, args).await?;
+                cli::pivot(kube.management(false).await?, args).await?;
                 Ok(EXIT_OK)
             })
         }
-        Command::Status { kubeconfig, output } => {
-            let target = TargetArgs::kubeconfig_only(kubeconfig);
-            tokio::runtime::Runtime::new()?.block_on(fleet_status(&target, output))
+        Command::Status { kube, output } => {
+            tokio::runtime::Runtime::new()?.block_on(fleet_status(&kube, output))
         }
         Command::Preview(args) => tokio::runtime::Runtime::new()?.block_on(async {
             let mgmt = match args.live {
                 true => {
-                    let target = TargetArgs::kubeconfig_only(args.kubeconfig.clone());
-                    Some(target.management(false).await?)
+                    let kube = KubeArgs {
+                        kubeconfig: args.kubeconfig.clone(),
+                        context: args.context.clone(),
+                    };
+                    Some(kube.management(false).await?)
                 }
                 false => None,
             };
@@ -555,7 +555,7 @@ async fn diff(
     let Some(bundles) = rendered_bundles(repo, target)? else {
         return Ok(EXIT_ERROR);
     };
-    let mgmt = Arc::new(target.management(false).await?);
+    let mgmt = Arc::new(target.kube.management(false).await?);
     let outcomes = cairn::lifecycle::diff::diff_fleet(mgmt, bundles, prune, 4).await;
     let mut plans = Vec::new();
     let mut failed = false;
@@ -564,7 +564,11 @@ async fn diff(
             Ok(plan) => plans.push(plan),
             Err(e) => {
                 failed = true;
-                eprintln!("error: cluster {}: {e}", outcome.cluster);
+                eprintln!(
+                    "error: cluster {}: {}",
+                    outcome.cluster,
+                    cairn::errors::chain(&e)
+                );
             }
         }
     }
@@ -592,7 +596,7 @@ async fn apply(
     let Some(bundles) = rendered_bundles(repo, target)? else {
         return Ok(EXIT_ERROR);
     };
-    let mgmt = Arc::new(target.management(force_conflicts).await?);
+    let mgmt = Arc::new(target.kube.management(force_conflicts).await?);
     let spinners = std::io::stderr().is_terminal().then(Spinners::default);
     let mut opts = opts;
     if let Some(spinners) = &spinners {
@@ -620,7 +624,11 @@ async fn apply(
             ),
             Err(e) => {
                 failed += 1;
-                eprintln!("cluster {}: FAILED to delete: {e}", outcome.cluster);
+                eprintln!(
+                    "cluster {}: FAILED to delete: {}",
+                    outcome.cluster,
+                    cairn::errors::chain(e)
+                );
             }
         }
     }
@@ -646,7 +654,11 @@ async fn apply(
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("cluster {}: FAILED: {e}", outcome.cluster);
+                eprintln!(
+                    "cluster {}: FAILED: {}",
+                    outcome.cluster,
+                    cairn::errors::chain(e)
+                );
             }
         }
     }
@@ -656,8 +668,8 @@ async fn apply(
     Ok(if failed > 0 { EXIT_ERROR } else { EXIT_OK })
 }
 
-async fn fleet_status(target: &TargetArgs, output: OutputFormat) -> Result<u8> {
-    let mgmt = target.management(false).await?;
+async fn fleet_status(kube: &KubeArgs, output: OutputFormat) -> Result<u8> {
+    let mgmt = kube.management(false).await?;
     let rows = cairn::lifecycle::status::fleet_status(&mgmt).await?;
     match output {
         OutputFormat::Text => print!("{}", cairn::lifecycle::status::table(&rows)),

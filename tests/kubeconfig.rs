@@ -74,7 +74,7 @@ fn unreachable_kubeconfig(dir: &Path) -> (String, PathBuf) {
 #[test]
 fn status_against_an_unreachable_server_fails_in_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let (_url, file) = unreachable_kubeconfig(dir.path());
+    let (url, file) = unreachable_kubeconfig(dir.path());
     let start = Instant::now();
     let run = common::cairn(["status", "--kubeconfig", file.to_str().unwrap()]);
     let took = start.elapsed();
@@ -87,8 +87,18 @@ fn status_against_an_unreachable_server_fails_in_seconds() {
     );
     assert!(run.stderr.contains("connection refused"), "{}", run.stderr);
     assert!(!run.stderr.contains("does not serve"), "{}", run.stderr);
-    // TODO(caller): once `cairn status` builds its client with `management_client` and
-    // `KubeClusterApi::with_server`, also assert `run.stderr.contains(&_url)`.
+    assert!(run.stderr.contains(&url), "names {url}: {}", run.stderr);
+    // `--context` reaches the same kubeconfig loading from the command line.
+    let run = common::cairn([
+        "status",
+        "--kubeconfig",
+        file.to_str().unwrap(),
+        "--context",
+        "no-such-context",
+    ]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("no-such-context"), "{}", run.stderr);
+    assert!(!run.stderr.contains("cannot reach"), "{}", run.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

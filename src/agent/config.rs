@@ -29,7 +29,7 @@ pub struct SourceConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the agent config {path}: {source}")]
+    #[error("cannot read the agent config {path}")]
     Read {
         path: String,
         #[source]

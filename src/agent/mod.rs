@@ -99,7 +99,7 @@ impl Agent {
             status.revision = good.revision.clone();
             match self.converge(&mut status).await {
                 Ok(()) => {}
-                Err(e) => status.last_error = Some(e.to_string()),
+                Err(e) => status.last_error = Some(crate::errors::chain(&e)),
             }
         }
         status.last_sync = now();

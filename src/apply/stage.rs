@@ -16,13 +16,13 @@ use crate::model::types::StageName;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
-    #[error("{stage} stage: {source}")]
+    #[error("{stage} stage")]
     Api {
         stage: &'static str,
         #[source]
         source: ApiError,
     },
-    #[error("{stage} stage: {source}")]
+    #[error("{stage} stage")]
     Wait {
         stage: &'static str,
         #[source]

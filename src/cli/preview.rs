@@ -39,8 +39,12 @@ pub struct PreviewArgs {
     /// Kubeconfig of the management cluster, for --live (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = PreviewFormat::Markdown)]
-    pub format: PreviewFormat,
+    /// The kubeconfig context to use for --live (default: its current-context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// `markdown` for a pull-request comment, `json` for machines (`--format` also works).
+    #[arg(short, long, alias = "format", value_enum, default_value_t = PreviewFormat::Markdown)]
+    pub output: PreviewFormat,
     /// Warn when the change touches more than this percentage of the fleet's clusters at once.
     #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
     pub max_share: f64,
@@ -69,7 +73,7 @@ pub async fn preview(args: &PreviewArgs, mgmt: Option<KubeClusterApi>) -> Result
         None => None,
     };
     let preview = prepared.finish(state.as_ref());
-    match args.format {
+    match args.output {
         PreviewFormat::Markdown => print!(
             "{}",
             cairn::preview::markdown(&preview, GITHUB_COMMENT_LIMIT)

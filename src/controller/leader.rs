@@ -182,13 +182,13 @@ pub enum LeaderError {
     )]
     NamespaceMissing { lease: String, namespace: String },
     /// Reading the Lease failed.
-    #[error("cannot read Lease {lease}: {source}")]
+    #[error("cannot read Lease {lease}")]
     Read { lease: String, source: kube::Error },
     /// Creating or renewing the Lease failed.
-    #[error("cannot write Lease {lease}: {source}")]
+    #[error("cannot write Lease {lease}")]
     Write { lease: String, source: kube::Error },
     /// Giving the Lease up failed.
-    #[error("cannot release Lease {lease}: {source}")]
+    #[error("cannot release Lease {lease}")]
     Release { lease: String, source: kube::Error },
     /// The API server did not answer in time.
     #[error("Lease {lease}: the API server did not answer within {after:?}")]

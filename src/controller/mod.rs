@@ -22,15 +22,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::apply::api::KubeClusterApi;
-use crate::lifecycle::ApplyOptions;
+use crate::errors::chain;
 use crate::lifecycle::cluster::apply_cluster;
 use crate::lifecycle::phase::bundle_hash;
 use crate::lifecycle::removal::{departed, remove_cluster};
+use crate::lifecycle::{ApplyOptions, ClusterError};
 use crate::model::diag::errors_text;
 use crate::render::{Bundle, render_repo_with};
 use crate::source::{Mirror, SourceError, SourceSpec};
@@ -41,7 +43,11 @@ use shared::{ClusterView, DELETING, FAILED, READY, RECONCILING, Shared};
 /// What reconciling one cluster means: `apply_cluster` (every stage, through the pivot) unless
 /// a caller, such as a benchmark that has no provider, supplies its own.
 pub type Reconciler = Arc<
-    dyn Fn(Arc<KubeClusterApi>, Arc<Bundle>, ApplyOptions) -> BoxFuture<'static, Result<(), String>>
+    dyn Fn(
+            Arc<KubeClusterApi>,
+            Arc<Bundle>,
+            ApplyOptions,
+        ) -> BoxFuture<'static, Result<(), ClusterError>>
         + Send
         + Sync,
 >;
@@ -49,12 +55,7 @@ pub type Reconciler = Arc<
 /// The reconciler of `cairn run`: the whole cluster, as `cairn apply` does it.
 pub fn apply_everything() -> Reconciler {
     Arc::new(|mgmt, bundle, opts| {
-        Box::pin(async move {
-            apply_cluster(&mgmt, &bundle, &opts)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
+        Box::pin(async move { apply_cluster(&mgmt, &bundle, &opts).await.map(|_| ()) })
     })
 }
 
@@ -82,7 +83,7 @@ pub struct ControllerOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
-    #[error("cannot open the git mirror: {0}")]
+    #[error("cannot open the git mirror")]
     Mirror(#[from] SourceError),
     #[error("cannot start the mirror: {0}")]
     Blocking(String),
@@ -458,6 +459,15 @@ impl Controller {
     }
 }
 
+/// What a panic said, when it said it with a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("no message")
+}
+
 /// Applies a cluster (`Some` bundle) or deletes one that left the repository.
 async fn reconcile(
     reconciler: Reconciler,
@@ -468,11 +478,20 @@ async fn reconcile(
 ) -> Done {
     let started = Instant::now();
     let revision = opts.revision.clone();
-    let result = match bundle {
-        Some(bundle) => reconciler(mgmt, bundle, opts).await,
-        None => remove_cluster(&mgmt, &cluster, &opts)
-            .await
-            .map_err(|e| e.to_string()),
+    let work = async {
+        match bundle {
+            Some(bundle) => reconciler(mgmt, bundle, opts).await,
+            None => remove_cluster(&mgmt, &cluster, &opts).await,
+        }
+    };
+    // A reconciler that panics fails its own cluster (which leaves the in-flight set and
+    // backs off like any failure); it never takes a concurrency slot with it.
+    let result = match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result.map_err(|e| chain(&e)),
+        Err(panic) => Err(format!(
+            "cluster {cluster}: reconciling it crashed (a bug in cairn; please report it): {}",
+            panic_message(panic.as_ref())
+        )),
     };
     Done {
         cluster,
@@ -480,5 +499,61 @@ async fn reconcile(
         revision,
         took: started.elapsed(),
         result,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reconciler that panics for `bad` and succeeds for every other cluster.
+    fn panics_for(bad: &'static str) -> Reconciler {
+        Arc::new(move |_, bundle, _| {
+            Box::pin(async move {
+                if bundle.cluster == bad {
+                    panic!("boom in {bad}");
+                }
+                Ok(())
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn a_panicking_reconcile_fails_its_cluster_and_the_others_finish() {
+        // Never dialled: the reconciler does not touch the API.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let mgmt = Arc::new(KubeClusterApi::new(
+            kube::Client::try_from(config).unwrap(),
+            false,
+        ));
+        let reconciler = panics_for("b");
+        let mut tasks = JoinSet::new();
+        for name in ["a", "b", "c"] {
+            let bundle = Bundle {
+                cluster: name.to_string(),
+                pivot: false,
+                stages: Vec::new(),
+            };
+            tasks.spawn(reconcile(
+                reconciler.clone(),
+                mgmt.clone(),
+                (name.to_string(), Some(Arc::new(bundle))),
+                "hash".into(),
+                ApplyOptions::new(false, Duration::from_secs(1), "rev"),
+            ));
+        }
+        let mut done: Vec<(String, Result<(), String>)> = Vec::new();
+        while let Some(next) = tasks.join_next().await {
+            let next = next.expect("every task returns its Done, even one that panicked");
+            done.push((next.cluster, next.result));
+        }
+        done.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(done[0], ("a".to_string(), Ok(())));
+        assert_eq!(done[2], ("c".to_string(), Ok(())));
+        let error = done[1].1.as_ref().unwrap_err();
+        assert!(
+            error.contains("cluster b") && error.contains("boom in b"),
+            "{error}"
+        );
     }
 }

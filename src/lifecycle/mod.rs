@@ -39,13 +39,13 @@ pub use phase::Phase;
 pub enum ClusterError {
     #[error(transparent)]
     Stage(#[from] StageError),
-    #[error("{step}: {source}")]
+    #[error("{step}")]
     Wait {
         step: &'static str,
         #[source]
         source: WaitError,
     },
-    #[error("{step}: {source}")]
+    #[error("{step}")]
     Api {
         step: &'static str,
         #[source]

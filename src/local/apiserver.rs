@@ -19,15 +19,15 @@ use super::certs::{CertError, ServerPki};
 pub enum ApiServerError {
     #[error(transparent)]
     Certs(#[from] CertError),
-    #[error("cannot prepare {path}: {source}")]
+    #[error("cannot prepare {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot find a free port on 127.0.0.1: {0}")]
+    #[error("cannot find a free port on 127.0.0.1")]
     Port(#[source] std::io::Error),
-    #[error("cannot start {binary}: {source}")]
+    #[error("cannot start {binary}")]
     Spawn {
         binary: PathBuf,
         #[source]

@@ -11,13 +11,13 @@ use rcgen::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
-    #[error("cannot generate the {what}: {source}")]
+    #[error("cannot generate the {what}")]
     Generate {
         what: &'static str,
         #[source]
         source: rcgen::Error,
     },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         #[source]

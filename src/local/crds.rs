@@ -7,13 +7,13 @@ use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CrdError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: invalid YAML: {source}")]
+    #[error("{path}: invalid YAML")]
     Parse {
         path: PathBuf,
         #[source]

@@ -31,13 +31,13 @@ pub enum LocalError {
     ApiServer(#[from] ApiServerError),
     #[error(transparent)]
     Crds(#[from] CrdError),
-    #[error("installing the CRDs into the management API server: {0}")]
+    #[error("installing the CRDs into the management API server")]
     Install(#[from] KubeError),
-    #[error("cannot reach the management API server: {0}")]
+    #[error("cannot reach the management API server")]
     Client(#[from] kube::Error),
-    #[error("provider simulator: {0}")]
+    #[error("provider simulator")]
     Simulator(#[from] SimulatorError),
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
         #[source]

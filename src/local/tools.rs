@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolsError {
-    #[error("cannot run {script}: {source}")]
+    #[error("cannot run {script}")]
     Spawn {
         script: PathBuf,
         #[source]

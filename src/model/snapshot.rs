@@ -27,7 +27,7 @@ pub struct RepoSnapshot {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
-    #[error("cannot read the repository at {path}: {source}")]
+    #[error("cannot read the repository at {path}")]
     Read {
         path: String,
         #[source]

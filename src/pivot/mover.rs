@@ -27,13 +27,13 @@ use crate::render::pivot::AGENT_NAMESPACE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MoveError {
-    #[error("{step}: {source}")]
+    #[error("{step}")]
     Api {
         step: &'static str,
         #[source]
         source: Box<ApiError>,
     },
-    #[error("{step}: {source}")]
+    #[error("{step}")]
     Wait {
         step: &'static str,
         #[source]

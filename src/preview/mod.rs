@@ -336,13 +336,13 @@ pub struct Warning {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreviewError {
-    #[error("cannot read the base revision {rev:?}: {source}")]
+    #[error("cannot read the base revision {rev:?}")]
     Base {
         rev: String,
         #[source]
         source: SourceError,
     },
-    #[error("cannot read the head revision {rev:?}: {source}")]
+    #[error("cannot read the head revision {rev:?}")]
     Head {
         rev: String,
         #[source]

@@ -103,13 +103,13 @@ impl SimulatorConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimulatorError {
-    #[error("cannot connect to {server}: {source}")]
+    #[error("cannot connect to {server}")]
     Connect {
         server: String,
         #[source]
         source: Box<kube::Error>,
     },
-    #[error("{step}: {source}")]
+    #[error("{step}")]
     Kube {
         step: &'static str,
         #[source]
@@ -125,46 +125,46 @@ pub enum SimulatorError {
     MissingRef { referrer: String, object: String },
     #[error("{object}: {problem}")]
     Unsupported { object: String, problem: String },
-    #[error("cannot start the workload API server of Cluster {cluster}: {source}")]
+    #[error("cannot start the workload API server of Cluster {cluster}")]
     WorkloadServer {
         cluster: String,
         #[source]
         source: Box<ApiServerError>,
     },
-    #[error("cannot {step} ({path}): {source}")]
+    #[error("cannot {step} ({path})")]
     Io {
         step: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot generate {what} for Cluster {cluster}: {source}")]
+    #[error("cannot generate {what} for Cluster {cluster}")]
     Certs {
         cluster: String,
         what: String,
         #[source]
         source: rcgen::Error,
     },
-    #[error("cannot start the agent of Cluster {cluster} ({command}): {source}")]
+    #[error("cannot start the agent of Cluster {cluster} ({command})")]
     Agent {
         cluster: String,
         command: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot write the rolled-out status of {object}: {source}")]
+    #[error("cannot write the rolled-out status of {object}")]
     WorkloadStatus {
         object: String,
         #[source]
         source: Box<KubeError>,
     },
-    #[error("cannot discover the resources {server} serves: {source}")]
+    #[error("cannot discover the resources {server} serves")]
     Discover {
         server: String,
         #[source]
         source: Box<kube::Error>,
     },
-    #[error("cannot finalize Namespace {namespace} in {server}: {source}")]
+    #[error("cannot finalize Namespace {namespace} in {server}")]
     FinalizeNamespace {
         namespace: String,
         server: String,
@@ -173,7 +173,7 @@ pub enum SimulatorError {
     },
     #[error("Cluster {cluster} was paused or moved during the pass; it stops here")]
     Interrupted { cluster: String },
-    #[error("Cluster {cluster}: {source}")]
+    #[error("Cluster {cluster}")]
     InCluster {
         cluster: String,
         #[source]
