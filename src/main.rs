@@ -205,10 +205,21 @@ enum Command {
     Local(LocalCommand),
     /// Write the JSON Schemas of Fleet, Cluster and ClusterProfile (for editors).
     Schema {
-        /// Directory to write `*.schema.json` into.
+        /// Directory to write `*.schema.json` into, or `-` for one JSON object on stdout that
+        /// maps each file name to its schema.
         #[arg(long, default_value = "schema")]
         out: PathBuf,
     },
+    /// Write a small valid fleet repository to start from: fleet.yaml, one Docker cluster, one
+    /// profile with one layer, and the JSON Schemas its modelines point at.
+    ///
+    /// Refuses a directory that already holds fleet.yaml or clusters/.
+    Init {
+        /// Where to write it (created if missing).
+        dir: PathBuf,
+    },
+    /// Print a shell completion script, e.g. `source <(cairn completion bash)`.
+    Completion { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand)]
@@ -458,6 +469,12 @@ fn run(command: Command) -> Result<u8> {
         }
         Command::Local(command) => tokio::runtime::Runtime::new()?.block_on(local(command)),
         Command::Schema { out } => write_schemas(&out),
+        Command::Init { dir } => cli::init::init(&dir).map(|()| EXIT_OK),
+        Command::Completion { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "cairn", &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
     }
 }
 
@@ -793,6 +810,14 @@ async fn local(command: LocalCommand) -> Result<u8> {
 }
 
 fn write_schemas(out: &Path) -> Result<u8> {
+    if out == Path::new("-") {
+        let all: serde_json::Map<String, serde_json::Value> = cairn::model::schema::all_schemas()
+            .into_iter()
+            .map(|(file, schema)| (file.to_string(), schema))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(EXIT_OK);
+    }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     for (file, schema) in cairn::model::schema::all_schemas() {
         let path = out.join(file);

@@ -702,13 +702,13 @@ async fn a_real_api_server_accepts_the_manifests_and_authorizes_exactly_that() {
     let mut refused = Vec::new();
     for doc in &docs {
         if let Err(e) = api.apply(doc, true, false).await {
-            refused.push(format!("dry run: {e}"));
+            refused.push(format!("dry run: {}", cairn::errors::chain(&e)));
         }
     }
     assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
     for doc in &docs {
         if let Err(e) = api.apply(doc, false, false).await {
-            refused.push(e.to_string());
+            refused.push(cairn::errors::chain(&e));
         }
     }
     assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
@@ -738,20 +738,19 @@ async fn a_real_api_server_accepts_the_manifests_and_authorizes_exactly_that() {
                      "labels": deployment["spec"]["template"]["metadata"]["labels"]},
         "spec": deployment["spec"]["template"]["spec"],
     });
-    api.apply(&pod, true, false)
-        .await
-        .unwrap_or_else(|e| panic!("the controller's pod is refused: {e}"));
+    api.apply(&pod, true, false).await.unwrap_or_else(|e| {
+        panic!(
+            "the controller's pod is refused: {}",
+            cairn::errors::chain(&e)
+        )
+    });
     // The checks have teeth: a pod that may escalate, and a misspelt field, are refused.
     pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = json!(true);
-    let refusal = api.apply(&pod, true, false).await.unwrap_err().to_string();
+    let refusal = cairn::errors::chain(&api.apply(&pod, true, false).await.unwrap_err());
     assert!(refusal.contains("PodSecurity"), "{refusal}");
     let mut misspelt = deployment.clone();
     misspelt["spec"]["replica"] = json!(2);
-    let refusal = api
-        .apply(&misspelt, true, false)
-        .await
-        .unwrap_err()
-        .to_string();
+    let refusal = cairn::errors::chain(&api.apply(&misspelt, true, false).await.unwrap_err());
     assert!(refusal.contains(".spec.replica"), "{refusal}");
 
     // What the ServiceAccount may do, according to the server's RBAC authorizer. The

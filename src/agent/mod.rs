@@ -104,7 +104,7 @@ impl Agent {
         }
         status.last_sync = now();
         if let Err(e) = write_status(self.api.dynamic(), &self.opts.cluster, &status).await {
-            tracing::warn!(cluster = %self.opts.cluster, "cannot record the agent status: {e}");
+            tracing::warn!(cluster = %self.opts.cluster, "cannot record the agent status: {}", crate::errors::chain(&e));
         }
         status
     }
@@ -113,7 +113,7 @@ impl Agent {
     async fn refresh(&mut self, status: &mut AgentStatus) -> Result<(), String> {
         let config = config::load(&self.api, self.opts.config_file.as_deref())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::errors::chain(&e))?;
         let url = self
             .opts
             .source_url
@@ -145,7 +145,7 @@ impl Agent {
             .is_none_or(|(open, _)| open.url != spec.url || open.branch != spec.branch);
         if reopen {
             let mirror = tokio::task::block_in_place(|| Mirror::open(&spec, &state_dir))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| crate::errors::chain(&e))?;
             self.mirror = Some((spec, mirror));
         }
         let Some((_, mirror)) = &self.mirror else {
@@ -165,7 +165,7 @@ impl Agent {
             return Ok(());
         }
         let snapshot = tokio::task::block_in_place(|| mirror.snapshot(&revision))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| crate::errors::chain(&e))?;
         let rendered = render_repo(&snapshot, std::slice::from_ref(&self.opts.cluster));
         match rendered.bundles.into_iter().next() {
             Some(bundle) if !rendered.diagnostics.iter().any(Diagnostic::is_error) => {

@@ -2,6 +2,7 @@
 //! `agent` and `preview`.
 
 pub mod demo;
+pub mod init;
 pub mod preview;
 pub mod run;
 

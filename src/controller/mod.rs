@@ -199,10 +199,11 @@ impl Controller {
     /// Fetches and renders; a failure keeps the last good revision and says so.
     async fn refresh(&self, desired: &mut Option<Desired>, schedule: &mut Schedule) {
         let mirror = self.mirror.clone();
-        let fetched =
-            tokio::task::spawn_blocking(move || mirror.fetch().map_err(|e| e.to_string()))
-                .await
-                .unwrap_or_else(|e| Err(e.to_string()));
+        let fetched = tokio::task::spawn_blocking(move || {
+            mirror.fetch().map_err(|e| crate::errors::chain(&e))
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
         let revision = match fetched {
             Ok(revision) => {
                 self.shared.metrics.fetched(&revision);
@@ -273,7 +274,9 @@ impl Controller {
         let (rev, path) = (revision.to_string(), self.opts.path.clone());
         let agent_url = self.opts.agent_source_url.clone();
         let (bundles, hashes) = tokio::task::spawn_blocking(move || {
-            let mut snapshot = mirror.snapshot(&rev).map_err(|e| e.to_string())?;
+            let mut snapshot = mirror
+                .snapshot(&rev)
+                .map_err(|e| crate::errors::chain(&e))?;
             if let Some(path) = path {
                 snapshot = snapshot.subtree(&path);
                 if snapshot.is_empty() {
@@ -299,7 +302,7 @@ impl Controller {
             Ok(packed.into_inner().unwrap_or_else(|e| e.into_inner()))
         })
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| crate::errors::chain(&e))??;
         Ok(Desired {
             revision: revision.to_string(),
             bundles,
