@@ -76,14 +76,7 @@ pub async fn observe_with(
 
 /// A refusal because a namespace or a kind does not exist yet.
 fn not_there_yet(e: &ApiError) -> bool {
-    match e {
-        ApiError::Kube(KubeError::UnknownKind { .. }) => true,
-        ApiError::Kube(KubeError::Request {
-            source: kube::Error::Api(status),
-            ..
-        }) => status.code == 404,
-        _ => false,
-    }
+    matches!(e, ApiError::Kube(KubeError::UnknownKind { .. })) || e.is_not_found()
 }
 
 /// Plans one stage against the cluster (no writes). Objects in `create_only` that exist are

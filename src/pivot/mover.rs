@@ -579,17 +579,7 @@ pub fn kubeconfig_copy(cluster: &str, value_base64: &str) -> Value {
 /// A write to an object that is already gone is no failure when deleting it.
 fn ignore_gone(result: Result<Value, ApiError>, step: &'static str) -> Result<(), MoveError> {
     match result {
-        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
         other => other.map(|_| ()).map_err(api(step)),
-    }
-}
-
-fn is_not_found(e: &ApiError) -> bool {
-    match e {
-        ApiError::Kube(crate::kube_client::KubeError::Request {
-            source: kube::Error::Api(status),
-            ..
-        }) => status.code == 404,
-        _ => false,
     }
 }
