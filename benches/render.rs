@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use cairn::model::RepoSnapshot;
-use cairn::render::output::objects_yaml;
+use cairn::render::yaml::objects_yaml;
 use cairn::render::{Bundle, render_repo};
 use cairn::synth::synthetic_fleet;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

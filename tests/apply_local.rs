@@ -116,9 +116,10 @@ async fn a_cluster_goes_from_nothing_to_ready_stays_converged_and_is_corrected()
     assert!(!plan.has_changes(), "{:#?}", writes("converged", &plan));
     let workload = workload_api(mgmt.as_ref(), CLUSTER).await.unwrap().unwrap();
     let out = root.path().join("rendered");
-    let staging = cairn::render::output::Staging::create(&out).unwrap();
-    staging.write(&bundle).unwrap();
-    staging.commit().unwrap();
+    for (file, yaml) in cairn::render::output::bundle_files(&bundle) {
+        std::fs::create_dir_all(out.join(&file).parent().unwrap()).unwrap();
+        std::fs::write(out.join(file), yaml).unwrap();
+    }
     let workload_kubeconfig = root.path().join("workload.kubeconfig");
     let secret = mgmt
         .get(&json!({"apiVersion": "v1", "kind": "Secret",

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use cairn::model::RepoSnapshot;
 use cairn::model::types::StageName;
-use cairn::render::output::{bundles_stream, objects_yaml};
+use cairn::render::output::bundles_stream;
+use cairn::render::yaml::objects_yaml;
 use cairn::render::{Bundle, render_repo};
 use serde_json::Value;
 

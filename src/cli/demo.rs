@@ -19,7 +19,8 @@ use anyhow::{Context, Result, bail, ensure};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
-use crate::parse_duration;
+use super::ExitStatus;
+use super::args::{parse_duration, tools_dir};
 use cairn::apply::api::KubeClusterApi;
 use cairn::controller::schedule::Backoff;
 use cairn::controller::shared::{ClusterView, FAILED, FleetView, READY, Shared};
@@ -62,8 +63,9 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
-/// The demo, start to finish. Exit code 0; any failure is an error (exit code 2).
-pub async fn demo(args: DemoArgs, tools_dir: &Path) -> Result<u8> {
+/// The demo, start to finish; any failure is an error.
+pub async fn run(args: DemoArgs) -> Result<ExitStatus> {
+    let tools_dir = &tools_dir();
     let started = Instant::now();
     let dir = args
         .dir
@@ -143,7 +145,7 @@ pub async fn demo(args: DemoArgs, tools_dir: &Path) -> Result<u8> {
         }
     };
     summary(&done, up_took, started.elapsed(), args.keep);
-    Ok(0)
+    Ok(ExitStatus::Success)
 }
 
 /// What the demo did, for the summary.
@@ -543,7 +545,7 @@ struct Interrupted;
 fn interruptible() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        super::shutdown_signal().await;
+        super::args::shutdown_signal().await;
         let _ = tx.send(true);
     });
     rx

@@ -1,9 +1,17 @@
 //! `cairn init DIR`: a small valid fleet repository to start from (fleet.yaml, one Docker
 //! cluster, one profile with one layer, the JSON Schemas and the modelines that use them).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+
+use super::ExitStatus;
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    /// Where to write it (created if missing).
+    dir: PathBuf,
+}
 
 /// The files of a new repository, relative to its root.
 const FILES: &[(&str, &str)] = &[
@@ -78,7 +86,8 @@ metadata:
 ];
 
 /// Writes a new repository into `dir` (created if missing); refuses to write over one.
-pub fn init(dir: &Path) -> Result<()> {
+pub fn run(args: &InitArgs) -> Result<ExitStatus> {
+    let dir = &args.dir;
     for existing in ["fleet.yaml", "clusters"] {
         if dir.join(existing).exists() {
             bail!(
@@ -101,7 +110,7 @@ pub fn init(dir: &Path) -> Result<()> {
         "wrote a fleet repository to {0}\n  cairn validate --repo {0}\n  cairn render --repo {0} --out -",
         dir.display()
     );
-    Ok(())
+    Ok(ExitStatus::Success)
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {

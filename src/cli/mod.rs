@@ -1,269 +1,229 @@
-//! `cairn pivot`, `cairn agent` and `cairn preview`: thin wrappers over `pivot::mover`,
-//! `agent` and `preview`.
+//! The command line: the command tree, one file per command (its clap `Args` and a `run` that
+//! returns an [`ExitStatus`]), one async runtime, and the exit codes. The only place that ends
+//! the process.
 
+mod agent;
+mod apply;
+mod args;
+mod completion;
 pub mod demo;
-pub mod init;
-pub mod preview;
-pub mod run;
+mod diff;
+mod init;
+mod local;
+mod pivot;
+mod preview;
+mod render;
+mod run;
+mod schema;
+mod spinners;
+mod status;
+mod validate;
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::io::IsTerminal;
+use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
 
-use crate::parse_duration;
+/// How a command ended; the process exits with its code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: done, nothing to report.
+    Success,
+    /// 1: the command worked and its answer is "yes, something is there": `diff` found
+    /// differences, `preview`'s head revision does not validate (as `kubectl diff` uses 1).
+    Differences,
+    /// 2: invalid input or a failed operation, already reported on stderr.
+    Failure,
+    /// 86: `CAIRN_FAULT_AFTER` stopped the process after a pivot step (a testing aid).
+    Fault,
+}
 
-use cairn::apply::api::KubeClusterApi;
-use cairn::apply::progress::log_lines;
-use cairn::lifecycle::workload::reach_workload;
-use cairn::pivot::discover::discover;
-use cairn::pivot::mover::{MoveOptions, Mover};
-use cairn::pivot::steps::{AfterStep, Direction, Step};
-
-/// Environment variable naming a pivot step after which the process exits at once, with no
-/// cleanup, as a crash would (a testing aid: a rerun must converge from there).
-pub const FAULT_ENV: &str = "CAIRN_FAULT_AFTER";
-/// Exit code of an injected fault.
-pub const FAULT_EXIT_CODE: i32 = 86;
-
-/// The hook `CAIRN_FAULT_AFTER` asks for, checked: an unknown step name is an error, not
-/// silently ignored.
-pub fn fault_hook() -> Result<Option<AfterStep>> {
-    let Ok(value) = std::env::var(FAULT_ENV) else {
-        return Ok(None);
-    };
-    let Some(fault) = Step::parse(&value) else {
-        bail!("{FAULT_ENV}={value} names no pivot step; `cairn pivot --list-steps` lists them")
-    };
-    Ok(Some(std::sync::Arc::new(move |step| {
-        if step == fault {
-            tracing::warn!("{FAULT_ENV}={}: exiting now", step.name());
-            // SAFETY: _exit ends the process at once, on purpose without any cleanup: the
-            // testing aid stands for a crash.
-            unsafe { libc::_exit(FAULT_EXIT_CODE) };
+impl ExitStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::Differences => 1,
+            ExitStatus::Failure => 2,
+            ExitStatus::Fault => 86,
         }
-    })))
-}
-
-/// The step names, one a line.
-pub fn list_steps() -> String {
-    Step::ALL
-        .iter()
-        .map(|s| format!("{}\n", s.name()))
-        .collect()
-}
-
-/// The step names with what each leaves done, for `--help`.
-pub fn steps_help() -> String {
-    Step::ALL
-        .iter()
-        .map(|s| format!("  {:<20} {}", s.name(), s.describe()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-pub struct PivotArgs {
-    pub cluster: String,
-    pub reverse: bool,
-    pub dry_run: bool,
-    pub json: bool,
-    pub timeout: Duration,
-}
-
-/// Moves one cluster's CAPI objects (or prints the plan with `dry_run`).
-pub async fn pivot(mgmt: KubeClusterApi, args: PivotArgs) -> Result<()> {
-    let workload = reach_workload(&mgmt, &args.cluster)
-        .await?
-        .with_context(|| {
-            format!(
-                "cannot reach the workload cluster of {0}: neither cairn-system/{0}-kubeconfig nor {0}/{0}-kubeconfig exists in the management cluster",
-                args.cluster
-            )
-        })?;
-    let (source, target, direction) = if args.reverse {
-        (&workload, &mgmt, Direction::Reverse)
-    } else {
-        (&mgmt, &workload, Direction::Forward)
-    };
-    if args.dry_run {
-        return print_plan(source, &args).await;
     }
-    let mover = Mover {
-        source,
-        target,
-        direction,
-        cluster: &args.cluster,
-        opts: MoveOptions {
-            timeout: args.timeout,
-            progress: log_lines(),
-            after_step: fault_hook()?,
-        },
-    };
-    let report = mover.run().await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else if report.already_moved {
-        eprintln!(
-            "cluster {}: its CAPI objects already are in the target; nothing to do",
-            args.cluster
-        );
-    } else {
-        eprintln!(
-            "cluster {}: moved {} objects in {} groups ({} deleted from the source) in {:.1}s{}",
-            args.cluster,
-            report.created,
-            report.groups,
-            report.deleted,
-            report.seconds,
-            report
-                .resumed_after
-                .as_ref()
-                .map(|s| format!(", resuming after step {s}"))
-                .unwrap_or_default()
-        );
-    }
-    Ok(())
-}
 
-async fn print_plan(source: &KubeClusterApi, args: &PivotArgs) -> Result<()> {
-    let discovered = discover(source, &args.cluster)
-        .await?
-        .with_context(|| format!("Cluster {0}/{0} is not in the source cluster", args.cluster))?;
-    let groups: Vec<Vec<String>> = discovered
-        .sequence
-        .groups
-        .iter()
-        .map(|g| g.iter().map(ToString::to_string).collect())
-        .collect();
-    let unplaceable: Vec<String> = discovered
-        .sequence
-        .unplaceable
-        .iter()
-        .map(|(k, why)| format!("{k}: {why}"))
-        .collect();
-    if args.json {
-        let plan = serde_json::json!({
-            "cluster": args.cluster,
-            "direction": if args.reverse { "reverse" } else { "forward" },
-            "objects": discovered.count(),
-            "groups": groups,
-            "unplaceable": unplaceable,
-        });
-        println!("{}", serde_json::to_string_pretty(&plan)?);
-        return Ok(());
-    }
-    println!(
-        "move plan for cluster {} ({}): {} objects in {} groups",
-        args.cluster,
-        if args.reverse {
-            "workload -> management"
+    /// `Success` when `ok`, else `Failure`.
+    fn failed_unless(ok: bool) -> ExitStatus {
+        if ok {
+            ExitStatus::Success
         } else {
-            "management -> workload"
-        },
-        discovered.count(),
-        groups.len()
-    );
-    for (i, group) in groups.iter().enumerate() {
-        println!("group {}:", i + 1);
-        for object in group {
-            println!("  {object}");
+            ExitStatus::Failure
         }
-    }
-    for line in &unplaceable {
-        println!("cannot be placed: {line}");
-    }
-    Ok(())
-}
-
-#[derive(clap::Args)]
-pub struct AgentArgs {
-    /// The cluster this agent runs in (its name in the repository).
-    #[arg(long)]
-    pub cluster: String,
-    /// Kubeconfig of the workload cluster (default: the in-cluster service account).
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-    /// The agent config (default: ConfigMap cairn-system/cairn-agent-config).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Overrides the config's git URL.
-    #[arg(long, value_name = "URL")]
-    pub source_url: Option<String>,
-    /// Overrides the config's branch.
-    #[arg(long)]
-    pub branch: Option<String>,
-    /// Pause between passes, e.g. 30s, 1m.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub poll_interval: Duration,
-    /// Where the git mirror is kept (default: a directory under $TMPDIR).
-    #[arg(long, value_name = "DIR", env = "CAIRN_STATE_DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Longest wait for any one step of a pass.
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// Delete objects that left the repository.
-    #[arg(long)]
-    pub prune: bool,
-    /// One pass, its record printed as JSON; exit code 2 if it recorded an error.
-    #[arg(long)]
-    pub once: bool,
-}
-
-/// A client from `kubeconfig`, else from $KUBECONFIG, ~/.kube/config or the in-cluster
-/// service account, in that order.
-pub async fn client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client> {
-    match kubeconfig {
-        Some(path) => {
-            let yaml = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-            cairn::kube_client::client_from_kubeconfig(&yaml)
-                .await
-                .with_context(|| format!("kubeconfig {}", path.display()))
-        }
-        None => kube::Client::try_default()
-            .await
-            .context("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or run inside a cluster"),
     }
 }
 
-/// The agent loop until SIGTERM or Ctrl-C.
-pub async fn agent(args: AgentArgs) -> Result<u8> {
-    let client = client(args.kubeconfig.as_deref()).await?;
-    let state_dir = args
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("cairn-agent-{}", args.cluster)));
-    let opts = cairn::agent::AgentOptions {
-        cluster: args.cluster.clone(),
-        config_file: args.config.clone(),
-        source_url: args.source_url.clone(),
-        branch: args.branch.clone(),
-        poll_interval: args.poll_interval,
-        state_dir,
-        timeout: args.timeout,
-        prune: args.prune,
-    };
-    let mut agent = cairn::agent::Agent::new(KubeClusterApi::new(client, false), opts);
-    if args.once {
-        let status = agent.pass().await;
-        println!("{}", serde_json::to_string_pretty(&status)?);
-        return Ok(if status.last_error.is_some() { 2 } else { 0 });
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> ExitCode {
+        ExitCode::from(status.code())
     }
-    agent.run(shutdown_signal()).await;
-    Ok(0)
 }
 
-pub(crate) async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+#[derive(Parser)]
+#[command(
+    name = "cairn",
+    version,
+    about = "GitOps reconciler for Cluster API fleets",
+    long_about = "cairn renders, for every cluster in a config repository, the Cluster API objects \
+                  and the manifests of its pivot, diffs them against the live clusters and applies \
+                  them in dependency order.\n\n\
+                  Exit codes: 0 success, 1 differences found (diff), 2 invalid input or failure."
+)]
+pub struct Cli {
+    /// Log filter, e.g. `info` or `cairn=debug` (logs go to stderr).
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_LOG",
+        default_value = "warn,cairn=info"
+    )]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check a config repository and report every problem at once, as `file:line:col: error: ...`.
+    ///
+    /// Exit code 0 when valid (warnings allowed), 2 when there is any error. Writes nothing.
+    Validate(validate::ValidateArgs),
+    /// Render each cluster's bundle: 01-bootstrap, 02-pivot, 03-workload, 04-addons.
+    ///
+    /// Writes OUT/<cluster>/NN-<stage>.yaml, or one multi-document stream to stdout with
+    /// `--out -`. Nothing is written unless the whole repository is valid.
+    Render(render::RenderArgs),
+    /// Show what `apply` would change, per cluster and stage, as unified YAML diffs.
+    ///
+    /// Every object is dry-run with server-side apply and compared with the live object after
+    /// dropping status and server-managed fields. Secret values are never shown. Exit code 0
+    /// when nothing differs, 1 when something does, 2 on error (as `kubectl diff`).
+    Diff(diff::DiffArgs),
+    /// Apply the bundles stage by stage, waiting on CAPI's signals and on health between stages.
+    ///
+    /// Bootstrap, then (once the control plane is initialized) the workload stage, then (once the
+    /// machines have rolled out) the add-ons layer by layer. Objects that have not drifted are not
+    /// written. Exit code 2 if any cluster failed; the others carry on.
+    Apply(apply::ApplyArgs),
+    /// Move one cluster's CAPI objects into its own workload cluster (or back with --reverse).
+    ///
+    /// clusterctl move's semantics: provider CRDs installed in the target, source checked as
+    /// provisioned, a copy of the workload kubeconfig kept in cairn-system, the source paused,
+    /// objects created group by group (owners first) with owner uids rewritten, deleted from the
+    /// source in reverse order, the target unpaused. Each step is journaled on the Cluster
+    /// (annotation cairn.dev/pivot): a run killed anywhere is finished by the next one.
+    ///
+    /// Testing aid: CAIRN_FAULT_AFTER=<step> exits the process (code 86, no cleanup) right after
+    /// that step. The steps, in order, are listed below the options.
+    #[command(after_long_help = pivot::steps_help())]
+    Pivot(pivot::PivotArgs),
+    /// What a change between two revisions does to the fleet, for a pull-request comment.
+    ///
+    /// Renders both revisions straight from git objects (no checkout) and reports a summary, what
+    /// the change means for machines (control planes and pools replaced or scaled, clusters
+    /// created or deleted, add-ons by layer), warnings a reviewer must not miss (skipped minor
+    /// version, downgrade, even control plane, protected cluster removed, a large share of the
+    /// fleet at once) and per-object diffs with Secret values redacted. Markdown fits one GitHub
+    /// comment; `--format json` is stable (see the README). Exit code 0, or 1 when the head
+    /// revision does not validate (the preview says why), 2 on error.
+    Preview(preview::PreviewArgs),
+    /// One row per cluster: provider, phase, revision, where its CAPI objects live, machines
+    /// ready/desired, creation time and last error.
+    ///
+    /// Pivoted clusters are read through the kubeconfig kept in cairn-system, with their agent's
+    /// own record (phase, revision, last error). Exit code 2 when a cluster is unreachable.
+    Status(status::StatusArgs),
+    /// Run the controller: keep every cluster of a git repository converged.
+    ///
+    /// Fetches the branch every --poll-interval (±10%), or at once on a signed push webhook
+    /// (POST /webhook/github with X-Hub-Signature-256, POST /webhook/gitlab with X-Gitlab-Token;
+    /// anything unsigned or forged gets 401). Reconciles the clusters whose rendered bundle
+    /// changed, and every cluster again each --reconcile-interval to repair drift; a failing
+    /// cluster backs off exponentially on its own. A revision that does not render, or a source
+    /// that cannot be reached, keeps the last good revision. Serves /healthz, /readyz (once a
+    /// revision is fetched and rendered), /metrics (Prometheus) and /status (JSON). With
+    /// --leader-elect only the holder of a Lease reconciles. SIGTERM lets clusters being
+    /// reconciled finish (--shutdown-grace), releases the Lease and exits 0.
+    Run(Box<run::RunArgs>),
+    /// Run the agent of one pivoted cluster: converge it from git, in its own API server.
+    ///
+    /// Fetches the source, renders this cluster, applies its bootstrap (hand-over), workload and
+    /// add-ons stages to its own API server once its CAPI objects are there and unpaused, and
+    /// records phase, revision, last error and last sync in the status of PivotPlan
+    /// cairn-system/<cluster>. When the source is unreachable it keeps the last good revision
+    /// and reports the source as stale. It never needs the management cluster.
+    Agent(agent::AgentArgs),
+    /// The whole product on this machine in a few minutes, then everything stopped.
+    ///
+    /// Starts a local environment (as `cairn local up`), commits the example fleet to a git
+    /// repository in a temporary directory and runs the controller on it until every cluster
+    /// is Ready (two of the three through the pivot), with progress on stderr. Then commits one
+    /// change (worker pool md-0 of dev-docker-1 scaled from 2 to 3), carries it through,
+    /// prints the status table (as `cairn status`) on stdout and a summary on stderr, and
+    /// stops everything, also on error, Ctrl-C or SIGTERM (unless --keep). Needs Go the first
+    /// time, to build kube-apiserver and etcd (or set KUBEBUILDER_ASSETS). Exit code 0, or 2
+    /// on failure.
+    Demo(demo::DemoArgs),
+    /// A local environment: real API servers and a Cluster API provider simulator.
+    #[command(subcommand)]
+    Local(local::LocalCommand),
+    /// Write the JSON Schemas of Fleet, Cluster and ClusterProfile (for editors).
+    Schema(schema::SchemaArgs),
+    /// Write a small valid fleet repository to start from: fleet.yaml, one Docker cluster, one
+    /// profile with one layer, and the JSON Schemas its modelines point at.
+    ///
+    /// Refuses a directory that already holds fleet.yaml or clusters/.
+    Init(init::InitArgs),
+    /// Print a shell completion script, e.g. `source <(cairn completion bash)`.
+    Completion(completion::CompletionArgs),
+}
+
+/// Runs one command on one async runtime.
+pub fn run(command: Command) -> Result<ExitStatus> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match command {
+            Command::Validate(args) => validate::run(&args),
+            Command::Render(args) => render::run(&args),
+            Command::Diff(args) => diff::run(&args).await,
+            Command::Apply(args) => apply::run(&args).await,
+            Command::Pivot(args) => pivot::run(&args).await,
+            Command::Preview(args) => preview::run(&args).await,
+            Command::Status(args) => status::run(&args).await,
+            Command::Run(args) => run::run(*args).await,
+            Command::Agent(args) => agent::run(&args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Local(command) => local::run(command).await,
+            Command::Schema(args) => schema::run(&args),
+            Command::Init(args) => init::run(&args),
+            Command::Completion(args) => completion::run(&args),
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
+}
+
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+pub fn init_logging(filter: &str) {
+    // kube's client builder logs every failed request at ERROR, including the expected
+    // refusals while an API server starts; cairn reports failures itself, with context.
+    let quiet = format!("{filter},kube_client::client::builder=off");
+    let filter = tracing_subscriber::EnvFilter::try_new(&quiet)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(demo::log_writer)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::ValueEnum;
 
+use super::ExitStatus;
+use super::args::KubeArgs;
+
 use cairn::apply::api::{ClusterApi, KubeClusterApi};
+use cairn::errors::chain;
 use cairn::lifecycle::workload::reach_workload;
 use cairn::model::types::StageName;
 use cairn::preview::live::LiveCluster;
@@ -25,38 +29,38 @@ pub struct PreviewArgs {
     /// The config repository: a git checkout or a bare repository. Its working tree is never
     /// read or touched; both revisions come from git objects.
     #[arg(long, value_name = "DIR", default_value = ".")]
-    pub repo: PathBuf,
+    repo: PathBuf,
     /// The revision the change starts from: a branch, tag, commit or `HEAD~1`.
     #[arg(long, value_name = "REV")]
-    pub base: String,
+    base: String,
     /// The revision with the change.
     #[arg(long, value_name = "REV", default_value = "HEAD")]
-    pub head: String,
+    head: String,
     /// Also compare the head render with the live clusters, keeping what this change does apart
     /// from drift that is already there.
     #[arg(long)]
-    pub live: bool,
-    /// Kubeconfig of the management cluster, for --live (default: $KUBECONFIG, then ~/.kube/config).
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context to use for --live (default: its current-context).
-    #[arg(long, value_name = "NAME")]
-    pub context: Option<String>,
+    live: bool,
+    /// How to reach the management cluster, for --live.
+    #[command(flatten)]
+    kube: KubeArgs,
     /// `markdown` for a pull-request comment, `json` for machines (`--format` also works).
     #[arg(short, long, alias = "format", value_enum, default_value_t = PreviewFormat::Markdown)]
-    pub output: PreviewFormat,
+    output: PreviewFormat,
     /// Warn when the change touches more than this percentage of the fleet's clusters at once.
     #[arg(long, value_name = "PERCENT", default_value_t = 10.0)]
-    pub max_share: f64,
+    max_share: f64,
     /// Render every cluster of both revisions, not only those whose inputs differ (slower; also
     /// reports errors the base already had in untouched clusters).
     #[arg(long)]
-    pub full: bool,
+    full: bool,
 }
 
-/// Prints the preview; exit code 0 when head validates, 1 when it does not (the preview says
-/// why), errors are the caller's 2.
-pub async fn preview(args: &PreviewArgs, mgmt: Option<KubeClusterApi>) -> Result<u8> {
+/// Prints the preview; `Differences` when head does not validate (the preview says why).
+pub async fn run(args: &PreviewArgs) -> Result<ExitStatus> {
+    let mgmt = match args.live {
+        true => Some(args.kube.management(false).await?),
+        false => None,
+    };
     let opts = PreviewOptions {
         max_share_percent: args.max_share,
         full: args.full,
@@ -83,7 +87,10 @@ pub async fn preview(args: &PreviewArgs, mgmt: Option<KubeClusterApi>) -> Result
             serde_json::to_string_pretty(&cairn::preview::json(&preview))?
         ),
     }
-    Ok(if preview.head_valid() { 0 } else { 1 })
+    Ok(match preview.head_valid() {
+        true => ExitStatus::Success,
+        false => ExitStatus::Differences,
+    })
 }
 
 /// The live copy of every requested object, read where it lives: bootstrap and (unless the
@@ -110,11 +117,14 @@ async fn live_cluster(
     let in_mgmt = mgmt
         .get(&cluster_ref(name))
         .await
-        .map_err(|_| "the management cluster cannot be read".to_string())?
+        .map_err(|e| format!("the management cluster cannot be read: {}", chain(&e)))?
         .is_some();
-    let workload = reach_workload(mgmt, name)
-        .await
-        .map_err(|_| format!("the workload cluster of {name} cannot be reached"))?;
+    let workload = reach_workload(mgmt, name).await.map_err(|e| {
+        format!(
+            "the workload cluster of {name} cannot be reached: {}",
+            chain(&e)
+        )
+    })?;
     let mut objects = HashMap::new();
     for (stage, key) in request.objects {
         let api = match stage {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::sync::watch;
 
-use crate::parse_duration;
-use cairn::apply::api::KubeClusterApi;
+use super::ExitStatus;
+use super::args::{KubeArgs, parse_duration, shutdown_signal};
 use cairn::controller::leader::{Elector, LeaseConfig, default_identity};
 use cairn::controller::relay::relay;
 use cairn::controller::schedule::Backoff;
@@ -29,10 +29,8 @@ pub struct RunArgs {
     /// The config repository's directory inside the git repository.
     #[arg(long, value_name = "DIR")]
     pub path: Option<String>,
-    /// Kubeconfig of the management cluster (default: $KUBECONFIG, ~/.kube/config, then the
-    /// in-cluster service account).
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// Address of the HTTP server (webhooks, /healthz, /readyz, /metrics, /status).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -141,19 +139,15 @@ impl RunArgs {
 
 /// The controller until SIGTERM or Ctrl-C; then the reconciles in flight get their grace
 /// period, the Lease is released and the process exits 0.
-pub async fn run(args: RunArgs) -> Result<u8> {
-    let client = super::client(args.kubeconfig.as_deref()).await?;
+pub async fn run(args: RunArgs) -> Result<ExitStatus> {
+    let mgmt = args.kube.management(false).await?;
+    let client = mgmt.dynamic().client().clone();
     let shared = Arc::new(Shared::new(
         cairn::source::strip_userinfo(&args.repo),
         args.branch.clone(),
         args.webhook_secret()?,
     ));
-    let controller = Controller::new(
-        KubeClusterApi::new(client.clone(), false),
-        args.options(),
-        shared.clone(),
-    )
-    .await?;
+    let controller = Controller::new(mgmt, args.options(), shared.clone()).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -198,7 +192,7 @@ pub async fn run(args: RunArgs) -> Result<u8> {
     let record = failure.clone();
     let shutdown = async move {
         tokio::select! {
-            () = super::shutdown_signal() => {}
+            () = shutdown_signal() => {}
             Ok(e) = failed_rx => *record.lock().unwrap_or_else(|p| p.into_inner()) = Some(e),
         }
     };
@@ -213,5 +207,5 @@ pub async fn run(args: RunArgs) -> Result<u8> {
         return Err(anyhow::Error::new(e).context("leader election"));
     }
     tracing::info!("cairn controller stopped");
-    Ok(0)
+    Ok(ExitStatus::Success)
 }

@@ -8,6 +8,7 @@ pub mod finalize;
 pub mod kinds;
 pub mod output;
 pub mod pivot;
+pub mod yaml;
 
 use rayon::prelude::*;
 use serde_json::Value;

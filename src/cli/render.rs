@@ -1,0 +1,112 @@
+//! `cairn render`: each cluster's bundle as files, or one stream on stdout. The files go to a
+//! staging directory first and replace the old output only when the whole repository rendered.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use super::ExitStatus;
+use super::args::{RepoArgs, print_diagnostics};
+use cairn::model::Diagnostic;
+use cairn::render::{self, Bundle, output};
+
+#[derive(clap::Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// Render only these clusters (repeatable); all by default.
+    #[arg(long = "cluster", value_name = "NAME")]
+    clusters: Vec<String>,
+    /// Output directory, or `-` for stdout.
+    #[arg(long)]
+    out: String,
+}
+
+pub fn run(args: &RenderArgs) -> Result<ExitStatus> {
+    let snap = args.repo.snapshot()?;
+    if args.out == "-" {
+        let rendered = render::render_repo(&snap, &args.clusters);
+        print_diagnostics(&rendered.diagnostics);
+        if rendered.has_errors() {
+            return Ok(ExitStatus::Failure);
+        }
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(output::bundles_stream(&rendered.bundles).as_bytes())?;
+        return Ok(ExitStatus::Success);
+    }
+    let out_dir = PathBuf::from(&args.out);
+    // Bundles are streamed into the staging directory as they are rendered, so the fleet is
+    // never held in memory whole.
+    let staging = Staging::create(&out_dir)?;
+    let diagnostics = render::render_repo_with(&snap, &args.clusters, |bundle| {
+        staging.write(&bundle).map_err(|e| {
+            Diagnostic::error(
+                out_dir.join(&bundle.cluster).display().to_string(),
+                Default::default(),
+                format!("cannot write the rendered bundle: {e}"),
+            )
+        })
+    });
+    print_diagnostics(&diagnostics);
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        staging.discard();
+        return Ok(ExitStatus::Failure);
+    }
+    staging.commit()?;
+    Ok(ExitStatus::Success)
+}
+
+/// A hidden directory inside the output directory that bundles are written to first: a failed
+/// render never leaves half an output.
+struct Staging {
+    out_dir: PathBuf,
+    dir: PathBuf,
+    /// Whether the output directory was made for this render (and goes if it fails).
+    created_out_dir: bool,
+}
+
+impl Staging {
+    fn create(out_dir: &Path) -> std::io::Result<Staging> {
+        let created_out_dir = !out_dir.exists();
+        let dir = out_dir.join(format!(".cairn-render-{}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::create_dir_all(&dir)?;
+        Ok(Staging {
+            out_dir: out_dir.to_path_buf(),
+            dir,
+            created_out_dir,
+        })
+    }
+
+    fn write(&self, bundle: &Bundle) -> std::io::Result<()> {
+        std::fs::create_dir_all(self.dir.join(&bundle.cluster))?;
+        for (file, yaml) in output::bundle_files(bundle) {
+            std::fs::write(self.dir.join(file), yaml)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces each rendered cluster's directory in the output with its new one.
+    fn commit(self) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let target = self.out_dir.join(entry.file_name());
+            if target.exists() {
+                std::fs::remove_dir_all(&target)?;
+            }
+            std::fs::rename(entry.path(), &target)?;
+        }
+        std::fs::remove_dir_all(&self.dir)
+    }
+
+    /// Removes everything this render wrote, leaving the output as it was.
+    fn discard(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.created_out_dir {
+            let _ = std::fs::remove_dir(&self.out_dir);
+        }
+    }
+}
