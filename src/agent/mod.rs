@@ -156,8 +156,9 @@ impl Agent {
             Ok(revision) => revision,
             Err(e) => {
                 status.source_stale = true;
-                let last = mirror.last_fetched().ok_or_else(|| e.to_string())?;
-                status.last_error = Some(format!("source unreachable, keeping {last}: {e}"));
+                let why = crate::errors::chain(&e);
+                let last = mirror.last_fetched().ok_or_else(|| why.clone())?;
+                status.last_error = Some(format!("source unreachable, keeping {last}: {why}"));
                 last
             }
         };

@@ -214,7 +214,11 @@ impl KubeClusterApi {
                     });
                 }
                 Err(e) => {
-                    tracing::debug!("{}: retrying after {delay:?}: {e}", object_ref(obj));
+                    tracing::debug!(
+                        "{}: retrying after {delay:?}: {}",
+                        object_ref(obj),
+                        crate::errors::chain(&e)
+                    );
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(self.retry.max);
                 }

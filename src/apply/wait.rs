@@ -60,7 +60,11 @@ where
                 Ok(live) => live,
                 // The server is restarting or overloaded: not ready yet, within the timeout.
                 Err(e) if is_transient_api(&e) => {
-                    unready.push(format!("{}: cannot be read: {e}", object_ref(obj)));
+                    unready.push(format!(
+                        "{}: cannot be read: {}",
+                        object_ref(obj),
+                        crate::errors::chain(&e)
+                    ));
                     continue;
                 }
                 Err(e) => return Err(e.into()),

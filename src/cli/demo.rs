@@ -181,10 +181,10 @@ async fn fleet_demo(
     // 3. The controller, in this process.
     let yaml = std::fs::read_to_string(&report.kubeconfig)
         .with_context(|| format!("cannot read {}", report.kubeconfig.display()))?;
-    let client = cairn::kube_client::client_from_kubeconfig(&yaml)
+    let (client, server) = cairn::kube_client::client_and_server_from_kubeconfig(&yaml)
         .await
         .context("the management API server's kubeconfig")?;
-    let mgmt = KubeClusterApi::new(client.clone(), false);
+    let mgmt = KubeClusterApi::with_server(client.clone(), server.clone(), false);
     let shared = Arc::new(Shared::new(url.clone(), BRANCH.into(), None));
     let options = ControllerOptions {
         source: SourceSpec {
@@ -207,9 +207,13 @@ async fn fleet_demo(
         },
         shutdown_grace: Duration::from_secs(2),
     };
-    let controller = Controller::new(KubeClusterApi::new(client, false), options, shared.clone())
-        .await
-        .context("cannot start the controller")?;
+    let controller = Controller::new(
+        KubeClusterApi::with_server(client, server, false),
+        options,
+        shared.clone(),
+    )
+    .await
+    .context("cannot start the controller")?;
     let running = Running::start(controller);
     out.note(format!(
         "controller started: fetching every {}s, 3 clusters at a time",

@@ -53,10 +53,10 @@ async fn through_secret(
         reason,
     };
     let yaml = decode(&live).map_err(unreachable)?;
-    let client = crate::kube_client::client_from_kubeconfig(&yaml)
+    let (client, server) = crate::kube_client::client_and_server_from_kubeconfig(&yaml)
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    Ok(Some(KubeClusterApi::new(client, false)))
+        .map_err(|e| unreachable(crate::errors::chain(&e)))?;
+    Ok(Some(KubeClusterApi::with_server(client, server, false)))
 }
 
 /// A client for the workload cluster, from the `<cluster>-kubeconfig` Secret CAPI writes.

@@ -56,7 +56,7 @@ pub async fn reconcile(
                 workers.rollout.add(w.rollout);
             }
             Err(e) => {
-                tracing::warn!(cluster = %ctx.name, "{}: {e}", object_ref(&md));
+                tracing::warn!(cluster = %ctx.name, "{}: {}", object_ref(&md), crate::errors::chain(&e));
                 workers.available = false;
                 ctx.report.errors.push(e);
             }

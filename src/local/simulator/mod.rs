@@ -414,7 +414,11 @@ impl Simulator {
                 // keep working while it is down) hides its Clusters for this pass only.
                 Err(e) => {
                     complete = false;
-                    tracing::warn!("cannot list the Clusters in {}: {e}", server.label);
+                    tracing::warn!(
+                        "cannot list the Clusters in {}: {}",
+                        server.label,
+                        crate::errors::chain(&e)
+                    );
                     report.errors.push(e);
                 }
             }
