@@ -62,6 +62,67 @@ pub fn cairn_in<S: AsRef<OsStr>>(cwd: &Path, args: impl IntoIterator<Item = S>) 
     }
 }
 
+/// Address space a measured child may use: far above any budget, low enough that an unbounded
+/// input fails the child (an allocation failure) instead of exhausting the machine.
+pub const MEASURED_ADDRESS_SPACE: u64 = 6 << 30;
+
+/// Runs the built `cairn` binary with `args` in `cwd`, as [`cairn_in`], under
+/// [`MEASURED_ADDRESS_SPACE`]; returns the run and the child's peak resident memory in bytes
+/// (from `wait4`'s rusage, so only this child is counted).
+pub fn cairn_measured<S: AsRef<OsStr>>(
+    cwd: &Path,
+    args: impl IntoIterator<Item = S>,
+) -> (Run, u64) {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    command
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("CAIRN_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: MEASURED_ADDRESS_SPACE,
+                rlim_max: MEASURED_ADDRESS_SPACE,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("run the cairn binary");
+    // Drain the pipes on threads so a chatty child never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for this child only.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let status = std::process::ExitStatus::from_raw(status);
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    // ru_maxrss is in KiB on Linux.
+    (run, usage.ru_maxrss as u64 * 1024)
+}
+
 /// Runs `git` in `dir` with a fixed identity and no system or user configuration that could
 /// change its behaviour; panics with git's error output when it fails.
 pub fn git(dir: &Path, args: &[&str]) -> String {
