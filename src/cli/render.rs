@@ -57,6 +57,11 @@ pub fn run(args: &RenderArgs) -> Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
+/// The file in each cluster directory that says cairn wrote it: a render replaces only
+/// directories that hold it, so `--out .` cannot delete a repository's own `profiles/`.
+const MARKER: &str = ".cairn-rendered";
+const MARKER_TEXT: &str = "Written by `cairn render`; the next render replaces this directory.\n";
+
 /// A hidden directory inside the output directory that bundles are written to first: a failed
 /// render never leaves half an output.
 struct Staging {
@@ -82,24 +87,67 @@ impl Staging {
     }
 
     fn write(&self, bundle: &Bundle) -> std::io::Result<()> {
-        std::fs::create_dir_all(self.dir.join(&bundle.cluster))?;
+        let cluster_dir = self.dir.join(&bundle.cluster);
+        std::fs::create_dir_all(&cluster_dir)?;
+        std::fs::write(cluster_dir.join(MARKER), MARKER_TEXT)?;
         for (file, yaml) in output::bundle_files(bundle) {
             std::fs::write(self.dir.join(file), yaml)?;
         }
         Ok(())
     }
 
-    /// Replaces each rendered cluster's directory in the output with its new one.
-    fn commit(self) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let target = self.out_dir.join(entry.file_name());
-            if target.exists() {
-                std::fs::remove_dir_all(&target)?;
-            }
-            std::fs::rename(entry.path(), &target)?;
+    /// Replaces each rendered cluster's directory in the output with its new one, all or none:
+    /// every target is checked first, and a failed swap puts back the ones already made. The
+    /// staging directory is gone afterwards either way.
+    fn commit(self) -> Result<()> {
+        let result = self.swap_all();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if result.is_err() && self.created_out_dir {
+            let _ = std::fs::remove_dir(&self.out_dir);
         }
-        std::fs::remove_dir_all(&self.dir)
+        result
+    }
+
+    fn swap_all(&self) -> Result<()> {
+        let mut clusters = Vec::new();
+        for entry in std::fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            check_replaceable(&self.out_dir.join(&name))?;
+            clusters.push(name);
+        }
+        let replaced = self.dir.join(".replaced");
+        std::fs::create_dir(&replaced)?;
+        let mut done = Vec::new();
+        for name in &clusters {
+            let target = self.out_dir.join(name);
+            let swapped = (|| {
+                if target.exists() {
+                    std::fs::rename(&target, replaced.join(name))?;
+                }
+                std::fs::rename(self.dir.join(name), &target)
+            })();
+            if let Err(e) = swapped {
+                self.put_back(&replaced, &done, name);
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot move the new {} into place",
+                    target.display()
+                )));
+            }
+            done.push(name);
+        }
+        Ok(())
+    }
+
+    /// Undoes the swaps of `done` (and a half-done swap of `failed`).
+    fn put_back(&self, replaced: &Path, done: &[&std::ffi::OsString], failed: &std::ffi::OsStr) {
+        for name in done {
+            let _ = std::fs::remove_dir_all(self.out_dir.join(name));
+        }
+        for name in done.iter().map(|n| n.as_os_str()).chain([failed]) {
+            if replaced.join(name).exists() {
+                let _ = std::fs::rename(replaced.join(name), self.out_dir.join(name));
+            }
+        }
     }
 
     /// Removes everything this render wrote, leaving the output as it was.
@@ -109,4 +157,19 @@ impl Staging {
             let _ = std::fs::remove_dir(&self.out_dir);
         }
     }
+}
+
+/// A target is replaceable when it does not exist or is a directory an earlier render wrote.
+fn check_replaceable(target: &Path) -> Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(target) else {
+        return Ok(());
+    };
+    if meta.is_dir() && target.join(MARKER).is_file() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "{} exists and was not written by cairn render (it has no {MARKER}); nothing was written\n  \
+         help: render into an empty or new directory, or remove that path",
+        target.display()
+    )
 }
