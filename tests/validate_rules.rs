@@ -508,6 +508,33 @@ fn cluster_name_not_dns_1123() {
     );
 }
 
+#[test]
+fn cluster_names_that_are_reserved_namespaces() {
+    for (name, why) in [
+        ("kube-system", "is a namespace Kubernetes reserves"),
+        ("default", "is a namespace Kubernetes reserves"),
+        ("cairn-system", "ends in -system"),
+        ("capi-system", "ends in -system"),
+        ("cert-manager", "is cert-manager's namespace"),
+    ] {
+        let files = base_with(
+            "clusters/alpha.yaml",
+            "name: alpha",
+            &format!("name: {name}"),
+        );
+        validate(&files).expect_only(
+            &error(
+                "clusters/alpha.yaml",
+                4,
+                9,
+                &format!("cluster name `{name}` {why}"),
+            )
+            .cluster(&[name])
+            .help("pick another name"),
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Profiles and layers.
 

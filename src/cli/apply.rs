@@ -13,7 +13,8 @@ use super::pivot::fault_hook;
 use super::spinners::Spinners;
 use cairn::errors::chain;
 use cairn::lifecycle::fleet::{self, Outcome};
-use cairn::lifecycle::{ApplyOptions, ClusterReport, removal};
+use cairn::lifecycle::removal::{self, MaxPrune};
+use cairn::lifecycle::{ApplyOptions, ClusterReport};
 
 #[derive(clap::Args)]
 pub struct ApplyArgs {
@@ -24,6 +25,11 @@ pub struct ApplyArgs {
     /// Delete objects that left the repository (otherwise they are kept and reported).
     #[arg(long)]
     prune: bool,
+    /// Most clusters one `--prune` may delete: a count, or a share of the fleet like 10%
+    /// (at least one). More departed clusters than that look like a wrong --repo: then
+    /// nothing is applied or deleted.
+    #[arg(long, value_name = "N|P%", default_value_t = MaxPrune::default())]
+    max_prune: MaxPrune,
     /// Longest wait for any one step, e.g. 90s, 10m.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     timeout: Duration,
@@ -57,6 +63,7 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     } else {
         Vec::new()
     };
+    removal::check_prune(&departed, rendered.len(), args.max_prune)?;
     let concurrency = args.concurrency;
     let removed = fleet::remove_departed(mgmt.clone(), departed, opts.clone(), concurrency).await;
     let applied = fleet::apply_fleet(mgmt, bundles, opts, concurrency).await;

@@ -199,6 +199,7 @@ async fn fleet_demo(
         concurrency: 3,
         timeout: args.timeout,
         prune: false,
+        max_prune: Default::default(),
         // The agents of the pivoted clusters read this repository, not fleet.yaml's URL.
         agent_source_url: Some(url.clone()),
         backoff: Backoff {

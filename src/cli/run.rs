@@ -15,6 +15,7 @@ use cairn::controller::relay::relay;
 use cairn::controller::schedule::Backoff;
 use cairn::controller::shared::Shared;
 use cairn::controller::{Controller, ControllerOptions, http};
+use cairn::lifecycle::removal::MaxPrune;
 use cairn::source::{Credentials, SourceSpec};
 
 #[derive(clap::Args)]
@@ -57,6 +58,10 @@ pub struct RunArgs {
     /// Delete objects (and clusters) that left the repository.
     #[arg(long)]
     pub prune: bool,
+    /// Most clusters one prune may delete: a count, or a share of the fleet like 10% (at least
+    /// one). A revision that would delete more deletes nothing, and /status says why.
+    #[arg(long, value_name = "N|P%", default_value_t = MaxPrune::default())]
+    pub max_prune: MaxPrune,
     /// Git URL the agents of pivoted clusters read (overrides fleet.yaml `spec.source.url`).
     #[arg(long, value_name = "URL")]
     pub source_url: Option<String>,
@@ -103,6 +108,7 @@ impl RunArgs {
             concurrency: self.concurrency,
             timeout: self.timeout,
             prune: self.prune,
+            max_prune: self.max_prune,
             agent_source_url: self.source_url.clone(),
             backoff: Backoff {
                 base: self.backoff,

@@ -31,7 +31,7 @@ use crate::apply::api::KubeClusterApi;
 use crate::errors::chain;
 use crate::lifecycle::cluster::apply_cluster;
 use crate::lifecycle::phase::bundle_hash;
-use crate::lifecycle::removal::{departed, remove_cluster};
+use crate::lifecycle::removal::{MaxPrune, check_prune, departed, remove_cluster};
 use crate::lifecycle::{ApplyOptions, ClusterError};
 use crate::model::diag::errors_text;
 use crate::render::{Bundle, render_repo_with};
@@ -74,6 +74,8 @@ pub struct ControllerOptions {
     /// Longest wait for any one step of a cluster.
     pub timeout: Duration,
     pub prune: bool,
+    /// Most clusters one revision may delete with `prune`.
+    pub max_prune: MaxPrune,
     /// The URL agents of pivoted clusters read (overrides fleet.yaml `spec.source.url`).
     pub agent_source_url: Option<String>,
     pub backoff: Backoff,
@@ -258,14 +260,25 @@ impl Controller {
             return;
         }
         let rendered: Vec<String> = next.bundles.keys().cloned().collect();
-        match departed(self.mgmt.as_ref(), &rendered).await {
-            Ok(names) => {
+        let names = match departed(self.mgmt.as_ref(), &rendered).await {
+            Ok(names) => names,
+            Err(e) => {
+                let e = crate::errors::chain(&e);
+                tracing::warn!("cannot list the clusters that left the repository: {e}");
+                return;
+            }
+        };
+        let refused = check_prune(&names, rendered.len(), self.opts.max_prune).err();
+        match &refused {
+            Some(why) => tracing::warn!(revision = %next.revision, "{why}"),
+            None => {
                 for name in names {
                     next.hashes.insert(name, DEPARTED.to_string());
                 }
             }
-            Err(e) => tracing::warn!("cannot list the clusters that left the repository: {e}"),
         }
+        self.shared
+            .update(|v| v.prune_refused = refused.map(|why| why.to_string()));
     }
 
     /// Renders every cluster of `revision` (blocking work, off the async threads).

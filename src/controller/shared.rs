@@ -20,6 +20,9 @@ pub struct FleetView {
     pub source_error: Option<String>,
     /// The newest fetched revision does not render; `revision` is the last good one.
     pub render_error: Option<String>,
+    /// Why the clusters that left the repository are not deleted (too many at once, or an
+    /// empty render).
+    pub prune_refused: Option<String>,
     pub leader: bool,
     pub clusters: BTreeMap<String, ClusterView>,
 }

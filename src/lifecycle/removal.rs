@@ -74,6 +74,105 @@ pub async fn departed(
         .collect())
 }
 
+/// How many clusters one prune may delete: a count (`3`) or a share of the managed fleet
+/// (`10%`, at least one cluster). A wrong or half-empty `--repo` would otherwise look like
+/// every missing cluster left the repository, as Argo CD's `allowEmpty` guard knows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MaxPrune {
+    Count(usize),
+    Percent(f64),
+}
+
+impl Default for MaxPrune {
+    fn default() -> MaxPrune {
+        MaxPrune::Percent(10.0)
+    }
+}
+
+impl std::str::FromStr for MaxPrune {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<MaxPrune, String> {
+        let wrong = || format!("`{text}` is not a count like 3 or a share like 10%");
+        match text.strip_suffix('%') {
+            Some(share) => match share.parse::<f64>() {
+                Ok(p) if (0.0..=100.0).contains(&p) => Ok(MaxPrune::Percent(p)),
+                _ => Err(wrong()),
+            },
+            None => text.parse().map(MaxPrune::Count).map_err(|_| wrong()),
+        }
+    }
+}
+
+impl std::fmt::Display for MaxPrune {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxPrune::Count(n) => write!(f, "{n}"),
+            MaxPrune::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl MaxPrune {
+    /// The most clusters a fleet of `fleet` managed clusters may lose at once.
+    pub fn allowed(self, fleet: usize) -> usize {
+        match self {
+            MaxPrune::Count(n) => n,
+            MaxPrune::Percent(p) => ((fleet as f64 * p / 100.0).floor() as usize).max(1),
+        }
+    }
+}
+
+/// Why a prune deletes nothing at all.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum PruneRefused {
+    #[error(
+        "refusing to delete {} cluster(s) ({}): the repository renders no cluster at all, \
+         which looks like a wrong --repo or --path; nothing was deleted",
+        departed.len(), departed.join(", ")
+    )]
+    EmptyRender { departed: Vec<String> },
+    #[error(
+        "refusing to delete {} of {fleet} clusters at once ({}): --max-prune {max} allows \
+         {allowed}; nothing was deleted\n  help: check --repo and --path; if they really left \
+         the repository, pass --max-prune {}",
+        departed.len(), departed.join(", "), departed.len()
+    )]
+    TooMany {
+        departed: Vec<String>,
+        fleet: usize,
+        max: MaxPrune,
+        allowed: usize,
+    },
+}
+
+/// Whether `departed` may be deleted when `rendered` clusters are still in the repository.
+pub fn check_prune(
+    departed: &[String],
+    rendered: usize,
+    max: MaxPrune,
+) -> Result<(), PruneRefused> {
+    if departed.is_empty() {
+        return Ok(());
+    }
+    if rendered == 0 {
+        return Err(PruneRefused::EmptyRender {
+            departed: departed.to_vec(),
+        });
+    }
+    let fleet = rendered + departed.len();
+    let allowed = max.allowed(fleet);
+    if departed.len() > allowed {
+        return Err(PruneRefused::TooMany {
+            departed: departed.to_vec(),
+            fleet,
+            max,
+            allowed,
+        });
+    }
+    Ok(())
+}
+
 /// Reverse-pivots (when needed) and deletes one cluster that left the repository.
 pub async fn remove_cluster(
     mgmt: &KubeClusterApi,
@@ -186,4 +285,50 @@ async fn wait_gone(
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("c{i}")).collect()
+    }
+
+    #[test]
+    fn the_prune_guard_table() {
+        let ten = MaxPrune::Percent(10.0);
+        // (departed, still rendered, max, allowed?)
+        let table = [
+            (0, 0, ten, true),
+            (1, 0, ten, false),
+            (1, 2, ten, true),
+            (2, 1, ten, false),
+            (5, 45, ten, true),
+            (6, 44, ten, false),
+            (3, 3, MaxPrune::Count(3), true),
+            (4, 3, MaxPrune::Count(3), false),
+            (1, 9, MaxPrune::Count(0), false),
+        ];
+        for (departed, rendered, max, ok) in table {
+            let result = check_prune(&names(departed), rendered, max);
+            assert_eq!(
+                result.is_ok(),
+                ok,
+                "{departed} of {rendered} with {max}: {result:?}"
+            );
+        }
+        let refused = check_prune(&names(2), 1, ten).unwrap_err().to_string();
+        assert!(refused.contains("2 of 3 clusters"), "{refused}");
+        assert!(refused.contains("--max-prune 2"), "{refused}");
+    }
+
+    #[test]
+    fn max_prune_parses_counts_and_shares() {
+        assert_eq!("3".parse(), Ok(MaxPrune::Count(3)));
+        assert_eq!("25%".parse(), Ok(MaxPrune::Percent(25.0)));
+        for wrong in ["", "-1", "x%", "150%", "ten"] {
+            assert!(wrong.parse::<MaxPrune>().is_err(), "{wrong}");
+        }
+    }
 }

@@ -199,6 +199,15 @@ fn resolve_cluster<'a>(
         MAX_CLUSTER_NAME,
         diags,
     );
+    if let Some(why) = reserved_namespace(&c.doc.metadata.name) {
+        diags.push(
+            c.error(
+                "/metadata/name",
+                format!("cluster name `{}` {why}", c.doc.metadata.name),
+            )
+            .help("a cluster's CAPI objects live in a namespace of its name, which cairn creates and deletes with it: pick another name"),
+        );
+    }
     let defaults = fleet.map(|f| &f.doc.spec.defaults);
     let version = match (
         &spec.kubernetes_version,
@@ -745,6 +754,20 @@ fn check_dns_label<T>(
                 .to_string()
         };
         diags.push(doc.error(at, format!("{what} `{name}` {why}")).help(help));
+    }
+}
+
+/// Why `name` cannot be a cluster's namespace: Kubernetes' own, cairn's, and the namespaces
+/// providers and cert-manager install into.
+pub fn reserved_namespace(name: &str) -> Option<&'static str> {
+    if name.starts_with("kube-") || name == "default" {
+        Some("is a namespace Kubernetes reserves")
+    } else if name.ends_with("-system") {
+        Some("ends in -system, like the namespaces of cairn and the CAPI providers")
+    } else if name == "cert-manager" {
+        Some("is cert-manager's namespace")
+    } else {
+        None
     }
 }
 
