@@ -933,6 +933,7 @@ async fn pass(
         concurrency,
         timeout: Duration::from_secs(120),
         prune: false,
+        max_prune: Default::default(),
         agent_source_url: None,
         backoff: Backoff {
             base: Duration::from_secs(1),

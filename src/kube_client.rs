@@ -168,9 +168,33 @@ pub fn server_url(uri: &http::Uri) -> String {
     }
 }
 
+/// Where a kubeconfig's YAML fails to parse, as ` at line L, column C`: the parser's own
+/// message is never shown, since it quotes the lines around the error, and those hold tokens
+/// and keys.
+pub fn yaml_error_position(e: &kube::config::KubeconfigError) -> String {
+    match e {
+        kube::config::KubeconfigError::Parse(yaml) => yaml
+            .location()
+            .map(|at| format!(" at line {}, column {}", at.line(), at.column()))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// A kubeconfig given as YAML that cannot be used; a syntax error says only where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigTextError {
+    #[error(
+        "the kubeconfig does not parse{position} (the parser's message is not shown: it would quote credentials)"
+    )]
+    Syntax { position: String },
+    #[error("the kubeconfig cannot be used")]
+    Config(#[source] kube::Error),
+}
+
 /// A client for the current context of a kubeconfig given as YAML (a workload cluster's, from
 /// its Secret), connecting within [`CONNECT_TIMEOUT`].
-pub async fn client_from_kubeconfig(yaml: &str) -> Result<kube::Client, kube::Error> {
+pub async fn client_from_kubeconfig(yaml: &str) -> Result<kube::Client, KubeconfigTextError> {
     client_and_server_from_kubeconfig(yaml)
         .await
         .map(|(client, _)| client)
@@ -181,13 +205,16 @@ pub async fn client_from_kubeconfig(yaml: &str) -> Result<kube::Client, kube::Er
 /// [`DynamicApi::with_server`], whose errors then name it.
 pub async fn client_and_server_from_kubeconfig(
     yaml: &str,
-) -> Result<(kube::Client, String), kube::Error> {
-    let kubeconfig = Kubeconfig::from_yaml(yaml).map_err(kube::Error::InferKubeconfig)?;
+) -> Result<(kube::Client, String), KubeconfigTextError> {
+    let kubeconfig = Kubeconfig::from_yaml(yaml).map_err(|e| KubeconfigTextError::Syntax {
+        position: yaml_error_position(&e),
+    })?;
     let config = config_from_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .map_err(kube::Error::InferKubeconfig)?;
+        .map_err(|e| KubeconfigTextError::Config(kube::Error::InferKubeconfig(e)))?;
     let server = server_url(&config.cluster_url);
-    Ok((kube::Client::try_from(config)?, server))
+    let client = kube::Client::try_from(config).map_err(KubeconfigTextError::Config)?;
+    Ok((client, server))
 }
 
 /// kube's client configuration for a context of `kubeconfig`, with cairn's connect timeout.

@@ -35,6 +35,12 @@ pub enum KubeconfigError {
         source: std::io::Error,
     },
     #[error(
+        "kubeconfig {} does not parse{position} (the parser's message is not shown: it would \
+         quote credentials)\n  help: `kubectl config view --kubeconfig {}` shows what kubectl makes of it",
+        .file.display(), .file.display()
+    )]
+    Syntax { file: PathBuf, position: String },
+    #[error(
         "kubeconfig {} is not a valid kubeconfig\n  help: fix its YAML (`kubectl config view --kubeconfig {}` \
          shows what kubectl makes of it)", .file.display(), .file.display()
     )]
@@ -323,7 +329,11 @@ fn classify_read_error(file: &Path, e: kube::config::KubeconfigError) -> ReadFai
             file: file.to_path_buf(),
             source: io,
         }),
-        // Parse errors, and kind/apiVersion mismatches between documents of one file.
+        K::Parse(_) => ReadFailure::Other(KubeconfigError::Syntax {
+            file: file.to_path_buf(),
+            position: crate::kube_client::yaml_error_position(&e),
+        }),
+        // Kind/apiVersion mismatches between documents of one file.
         source => ReadFailure::Other(KubeconfigError::Parse {
             file: file.to_path_buf(),
             source: Box::new(source),
@@ -738,7 +748,7 @@ current-context: first
         let bad = dir.path().join("bad");
         std::fs::write(&bad, "clusters: [").unwrap();
         let e = read(&KubeconfigFiles::Env(vec![a, bad.clone()])).unwrap_err();
-        assert!(matches!(e, KubeconfigError::Parse { .. }), "{e}");
+        assert!(matches!(e, KubeconfigError::Syntax { .. }), "{e}");
         assert!(e.to_string().contains(&bad.display().to_string()), "{e}");
     }
 

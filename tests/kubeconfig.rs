@@ -377,3 +377,46 @@ async fn not_found_and_conflict_are_recognised() {
     let e: ApiError = e.into();
     assert!(e.is_conflict(), "{e}");
 }
+
+/// A kubeconfig whose YAML breaks right beside its credentials: the error says where, and
+/// never quotes the lines (the parser's own message would), for files and for the text a
+/// workload cluster's Secret holds.
+#[tokio::test]
+async fn a_broken_kubeconfig_names_its_line_and_never_quotes_credentials() {
+    let token = common::canary("token");
+    let key = common::canary("key");
+    let broken = [
+        format!(
+            "apiVersion: v1\nusers:\n- name: u\n  user:\n    token: {token}\n    client-key-data: {key}\n  bad: [unclosed\ncontexts: []\n"
+        ),
+        format!("users:\n- name: u\n  user:\n    token: {token}\n\t bad\n"),
+        format!("users: \"{token}\"\n"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (i, text) in broken.iter().enumerate() {
+        let file = write(dir.path(), &format!("broken-{i}.kubeconfig"), text);
+        let run = common::cairn(["status".as_ref(), "--kubeconfig".as_ref(), file.as_os_str()]);
+        assert_eq!(run.code, 2, "{run:?}");
+        assert!(
+            run.stderr.contains(&file.display().to_string()),
+            "{}",
+            run.stderr
+        );
+        let from_secret = cairn::kube_client::client_from_kubeconfig(text)
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        let from_secret = cairn::errors::chain(&from_secret);
+        for output in [&run.stderr, &run.stdout, &from_secret] {
+            for secret in [&token, &key] {
+                for form in common::forms(secret) {
+                    assert!(!output.contains(&form), "leaked in: {output}");
+                }
+            }
+        }
+        if i < 2 {
+            assert!(run.stderr.contains("at line "), "{}", run.stderr);
+            assert!(from_secret.contains("at line "), "{from_secret}");
+        }
+    }
+}

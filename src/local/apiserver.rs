@@ -300,7 +300,7 @@ impl ApiServer {
             .collect()
     }
 
-    pub async fn client(&self) -> Result<kube::Client, kube::Error> {
+    pub async fn client(&self) -> Result<kube::Client, crate::kube_client::KubeconfigTextError> {
         crate::kube_client::client_from_kubeconfig(&self.kubeconfig).await
     }
 

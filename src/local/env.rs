@@ -34,7 +34,7 @@ pub enum LocalError {
     #[error("installing the CRDs into the management API server")]
     Install(#[from] KubeError),
     #[error("cannot reach the management API server")]
-    Client(#[from] kube::Error),
+    Client(#[from] crate::kube_client::KubeconfigTextError),
     #[error("provider simulator")]
     Simulator(#[from] SimulatorError),
     #[error("{path}")]

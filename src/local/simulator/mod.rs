@@ -107,7 +107,7 @@ pub enum SimulatorError {
     Connect {
         server: String,
         #[source]
-        source: Box<kube::Error>,
+        source: Box<crate::kube_client::KubeconfigTextError>,
     },
     #[error("{step}")]
     Kube {
