@@ -837,3 +837,97 @@ fn markdown_of_a_pool_scale_is_pinned() {
     ```
     ");
 }
+
+/// `s` quoted as JSON, which is YAML too.
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+/// Names and values an attacker controls cannot break out of the comment's markdown: no raw
+/// HTML, no closed code span or fence, no mention, no terminal escape.
+#[test]
+fn hostile_names_are_escaped_in_the_markdown() {
+    let hostile = "x`</details><h1>big</h1>[link](https://evil.example) @octocat \u{1b}[31m";
+    let repo = Repo::example();
+    repo.branch("pr", |r| {
+        r.write(
+            "addons/prometheus/hostile.yaml",
+            &format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: monitoring\ndata:\n  {key}: {value}\n",
+                name = json_string(&format!("cm-{hostile}")),
+                key = json_string(&format!("k-{hostile}")),
+                value = json_string(&format!("```\n</details>{hostile}")),
+            ),
+        )
+    });
+    let mut p = repo.preview("pr");
+    p.base.commit = None;
+    p.head.commit = None;
+    let text = md(&p);
+    assert!(
+        text.contains("cm-x"),
+        "the object is in the preview:\n{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "a raw escape in:\n{text}");
+    let prose = outside_code(&text);
+    for raw in ["<h1>", "</details><h1>", "[link](", "@octocat"] {
+        assert!(
+            !prose.contains(raw),
+            "raw {raw:?} outside code in:\n{prose}"
+        );
+    }
+    insta::assert_snapshot!(text);
+}
+
+/// `markdown` without its fenced blocks and inline code spans (where GitHub renders no HTML,
+/// link or mention): what remains is read as markdown and HTML.
+fn outside_code(markdown: &str) -> String {
+    let mut out = String::new();
+    let mut fence: Option<usize> = None;
+    for line in markdown.lines() {
+        let ticks = line.chars().take_while(|&c| c == '`').count();
+        match fence {
+            Some(open) if ticks >= open && line.trim_matches('`').is_empty() => fence = None,
+            Some(_) => {}
+            None if ticks >= 3 => fence = Some(ticks),
+            None => {
+                out.push_str(&without_code_spans(line));
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// A line without its code spans: a run of N backticks up to the next run of exactly N.
+fn without_code_spans(line: &str) -> String {
+    let chars: Vec<char> = line.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != '`' {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let run = chars[i..].iter().take_while(|&&c| c == '`').count();
+        let mut j = i + run;
+        let mut closed = None;
+        while j < chars.len() {
+            let r = chars[j..].iter().take_while(|&&c| c == '`').count();
+            if r == run {
+                closed = Some(j + r);
+                break;
+            }
+            j += r.max(1);
+        }
+        match closed {
+            Some(end) => i = end,
+            None => {
+                out.extend(&chars[i..i + run]);
+                i += run;
+            }
+        }
+    }
+    out
+}

@@ -158,11 +158,7 @@ pub(crate) fn fmt_count(n: usize) -> String {
 
 /// `` `a`, `b` `` and `… and N more` after `max` names.
 fn names<S: AsRef<str>>(items: &[S], max: usize) -> String {
-    let mut out: Vec<String> = items
-        .iter()
-        .take(max)
-        .map(|n| format!("`{}`", n.as_ref()))
-        .collect();
+    let mut out: Vec<String> = items.iter().take(max).map(|n| code(n.as_ref())).collect();
     if items.len() > max {
         out.push(format!("and {} more", fmt_count(items.len() - max)));
     }
@@ -171,25 +167,17 @@ fn names<S: AsRef<str>>(items: &[S], max: usize) -> String {
 
 fn revision(r: &Revision) -> String {
     match &r.commit {
-        Some(c) if !c.starts_with(&r.rev) => format!("`{}` ({})", r.rev, &c[..c.len().min(12)]),
-        Some(c) => format!("`{}`", &c[..c.len().min(12)]),
-        None => format!("`{}`", r.rev),
+        Some(c) if !c.starts_with(&r.rev) => {
+            format!("{} ({})", code(&r.rev), code(&c[..c.len().min(12)]))
+        }
+        Some(c) => code(&c[..c.len().min(12)]),
+        None => code(&r.rev),
     }
 }
 
 /// A code fence longer than any run of backticks in `text`.
 fn fence(text: &str) -> String {
-    let mut longest = 0;
-    let mut run = 0;
-    for c in text.chars() {
-        if c == '`' {
-            run += 1;
-            longest = longest.max(run);
-        } else {
-            run = 0;
-        }
-    }
-    "`".repeat((longest + 1).max(3))
+    "`".repeat((longest_backtick_run(text) + 1).max(3))
 }
 
 fn header(p: &Preview) -> String {
@@ -375,7 +363,7 @@ fn overview(p: &Preview, room: usize) -> Overview {
 }
 
 fn cluster_entry(name: &str, c: &ClusterPreview, detailed: bool) -> String {
-    let mut out = format!("- **`{name}`** ({})\n", c.change.as_str());
+    let mut out = format!("- **{}** ({})\n", code(name), c.change.as_str());
     for l in lines(c, detailed) {
         let _ = writeln!(out, "  - {l}");
     }
@@ -506,7 +494,8 @@ fn describe(m: &MachineImpact, detailed: bool) -> String {
             machines: 0,
             reasons,
         } => format!(
-            "pool `{pool}` has no machines to replace; new ones will come with: {}",
+            "pool {} has no machines to replace; new ones will come with: {}",
+            code(pool),
             describe_reasons(reasons, detailed)
         ),
         MachineImpact::PoolReplaced {
@@ -514,18 +503,24 @@ fn describe(m: &MachineImpact, detailed: bool) -> String {
             machines: n,
             reasons,
         } => format!(
-            "pool `{pool}` replaced: its {} will be replaced (rolling): {}",
+            "pool {} replaced: its {} will be replaced (rolling): {}",
+            code(pool),
             machines(*n, "machine"),
             describe_reasons(reasons, detailed)
         ),
         MachineImpact::PoolScaled { pool, from, to } => {
-            format!("pool `{pool}` scales {from} → {to}")
+            format!("pool {} scales {from} → {to}", code(pool))
         }
         MachineImpact::PoolAdded { pool, replicas } => {
-            format!("new pool `{pool}` with {}", machines(*replicas, "machine"))
+            format!(
+                "new pool {} with {}",
+                code(pool),
+                machines(*replicas, "machine")
+            )
         }
         MachineImpact::PoolRemoved { pool, replicas } => format!(
-            "pool `{pool}` removed: its {} will be deleted",
+            "pool {} removed: its {} will be deleted",
+            code(pool),
             machines(*replicas, "machine")
         ),
     }
@@ -561,7 +556,7 @@ fn template_words(
     detailed: bool,
 ) -> String {
     let mut s = if detailed {
-        format!("{what} `{from}` → `{to}`")
+        format!("{what} {} → {}", code(from), code(to))
     } else {
         format!("new {what}")
     };
@@ -606,7 +601,7 @@ fn describe_layer(l: &LayerChange, detailed: bool) -> String {
                 items
                     .iter()
                     .take(5)
-                    .cloned()
+                    .map(|item| text(item))
                     .chain((items.len() > 5).then(|| format!("and {} more", items.len() - 5)))
                     .collect::<Vec<_>>()
                     .join(", ")
@@ -615,7 +610,7 @@ fn describe_layer(l: &LayerChange, detailed: bool) -> String {
             parts.push(format!("{} {verb}", items.len()));
         }
     }
-    format!("add-ons, layer `{}`: {}", l.layer, parts.join(", "))
+    format!("add-ons, layer {}: {}", code(&l.layer), parts.join(", "))
 }
 
 /// Clusters with diffs, grouped where their diffs are the same but for the cluster's name, in
@@ -678,8 +673,8 @@ fn diff_block(c: &ClusterPreview, fold_lines: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n#### `{}` ({}, {} object{})\n",
-        c.name,
+        "\n#### {} ({}, {} object{})\n",
+        code(&c.name),
         c.change.as_str(),
         c.objects.len(),
         plural(c.objects.len())
@@ -699,9 +694,14 @@ fn diff_block(c: &ClusterPreview, fold_lines: usize) -> String {
 }
 
 fn object_title(o: &ObjectDiff) -> String {
-    let mut t = format!("{} {} `{}`", o.action.as_str(), o.stage.as_str(), o.key);
+    let mut t = format!(
+        "{} {} {}",
+        o.action.as_str(),
+        o.stage.as_str(),
+        code(&o.key.to_string())
+    );
     if let Some(from) = &o.from {
-        let _ = write!(t, " (replaces `{from}`)");
+        let _ = write!(t, " (replaces {})", code(from));
     }
     t
 }
@@ -717,7 +717,7 @@ fn code_block(title: &str, diff: &str, fold_lines: usize) -> String {
     let mut body: String = diff
         .lines()
         .take(MAX_DIFF_LINES)
-        .flat_map(|l| [l, "\n"])
+        .flat_map(|l| [visible(l), "\n".to_string()])
         .collect();
     if total > MAX_DIFF_LINES {
         let _ = writeln!(body, "… {} more lines", total - MAX_DIFF_LINES);
@@ -726,13 +726,72 @@ fn code_block(title: &str, diff: &str, fold_lines: usize) -> String {
     if total > fold_lines {
         format!(
             "<details><summary>{} ({total} lines)</summary>\n\n{f}diff\n{body}{f}\n\n</details>\n\n",
-            html_escape(&title.replace('`', ""))
+            html_escape(&visible(&title.replace('`', ""))).replace('@', "@\u{2060}")
         )
     } else if total == 0 {
         format!("- {title}\n\n")
     } else {
         format!("{title}\n{f}diff\n{body}{f}\n\n")
     }
+}
+
+/// `s` as an inline code span that nothing in it can end: a backtick run longer than any in
+/// `s`, padded when `s` starts or ends with one, control characters and newlines shown as
+/// `\u{..}`. Inside a code span GitHub renders no HTML, links or mentions.
+fn code(s: &str) -> String {
+    let s = visible(s);
+    let ticks = "`".repeat(longest_backtick_run(&s) + 1);
+    let pad = if s.starts_with('`') || s.ends_with('`') || s.is_empty() {
+        " "
+    } else {
+        ""
+    };
+    format!("{ticks}{pad}{s}{pad}{ticks}")
+}
+
+/// `s` as plain text in markdown: HTML escaped, markdown punctuation backslash-escaped, and
+/// `@` kept from making a mention.
+fn text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in visible(&html_escape(s)).chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '(' | ')' | '#' | '!' | '|' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '@' => out.push_str("@\u{2060}"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Control characters but tab (terminal escapes, NUL, newlines) written out as `\u{..}`.
+fn visible(s: &str) -> String {
+    let hidden = |c: char| c.is_control() && c != '\t';
+    if !s.chars().any(hidden) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| match hidden(c) {
+            true => c.escape_unicode().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
+fn longest_backtick_run(text: &str) -> usize {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        if c == '`' {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    longest
 }
 
 fn html_escape(s: &str) -> String {
@@ -768,9 +827,9 @@ fn live_section(l: &LiveReport, budget: usize) -> String {
     let start = out.len();
     let mut omitted = 0;
     for c in &l.clusters {
-        let mut block = format!("- **`{}`**", c.cluster);
+        let mut block = format!("- **{}**", code(&c.cluster));
         if let Some(why) = &c.unavailable {
-            let _ = write!(block, ": live state unknown ({why})");
+            let _ = write!(block, ": live state unknown ({})", text(why));
         }
         block.push('\n');
         let list = |title: &str, items: &[LiveObject], block: &mut String| {
@@ -781,10 +840,10 @@ fn live_section(l: &LiveReport, budget: usize) -> String {
             for o in items {
                 let _ = writeln!(
                     block,
-                    "    - {} {} `{}`",
+                    "    - {} {} {}",
                     live_words(o.class),
                     o.stage.as_str(),
-                    o.key
+                    code(&o.key.to_string())
                 );
             }
         };
@@ -792,7 +851,7 @@ fn live_section(l: &LiveReport, budget: usize) -> String {
         list("drift already there", &c.drift, &mut block);
         for o in c.drift.iter().filter(|o| o.class == LiveClass::Drift) {
             if let Some(d) = &o.drift {
-                let title = format!("drift of `{}` (base → live)", o.key);
+                let title = format!("drift of {} (base → live)", code(&o.key.to_string()));
                 block.push_str(&code_block(&title, d, 0));
             }
         }
