@@ -528,12 +528,24 @@ fn canary_secret_values_never_appear_and_output_is_identical_across_runs() {
         r.write(
             "addons/canary/another.yaml",
             &format!(
-                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: another\nstringData:\n  key: {added}\n"
+                "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n  metadata:\n    name: another\n  stringData:\n    key: {added}\n"
             ),
         );
     });
     let p = repo.preview("pr");
     assert_eq!(p.clusters.len(), 3, "every cluster uses base");
+    // The Secret inside a List is unpacked: warned about at its own line, redacted below.
+    let head = cairn::preview::read_revisions(repo.path(), "main", "pr").unwrap();
+    let rendered = cairn::render::render_repo(&head.head_snapshot, &[]);
+    assert!(
+        rendered.diagnostics.iter().any(|d| {
+            let d = d.to_string();
+            d.starts_with("addons/canary/another.yaml:5:9: warning:")
+                && d.contains("plaintext `kind: Secret`")
+        }),
+        "{:#?}",
+        rendered.diagnostics
+    );
     let text = md(&p);
     let value = serde_json::to_string_pretty(&json(&p)).unwrap();
     for out in [&text, &value] {

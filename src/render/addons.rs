@@ -214,6 +214,32 @@ fn linked_outside<'a>(snapshot: &'a RepoSnapshot, pattern: &str) -> Option<(Stri
     None
 }
 
+/// The objects of one document with their JSON pointers: the items of a `v1` `List` (or
+/// `ConfigMapList`, ...) as kubectl unpacks them, so a Secret inside one is warned about and
+/// redacted like any other; else the document itself (pointer `""`).
+fn list_items(value: Value) -> Vec<(String, Value)> {
+    let is_list = value.get("apiVersion").and_then(Value::as_str) == Some("v1")
+        && value
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| k.ends_with("List"))
+        && value.get("items").is_some_and(Value::is_array);
+    if !is_list {
+        return vec![(String::new(), value)];
+    }
+    let Value::Object(mut list) = value else {
+        return Vec::new();
+    };
+    let Some(Value::Array(items)) = list.remove("items") else {
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| (format!("/items/{i}"), item))
+        .collect()
+}
+
 fn substitute_and_parse(
     source: &TextSource,
     vars: &BTreeMap<String, String>,
@@ -239,18 +265,24 @@ fn substitute_and_parse(
     let mut out = Vec::with_capacity(docs.len());
     let mut diags = Vec::new();
     for doc in docs {
-        let pos = shift(doc.start, source.origin);
-        match check_manifest(&doc.value) {
-            Ok(()) => out.push(ManifestDoc {
-                kind_pos: shift(doc.spans.value("/kind"), source.origin),
-                value: doc.value,
-                file: source.file.to_string(),
-                pos,
-            }),
-            Err(msg) => diags.push(Diagnostic::error(source.file, pos, msg).help(
-                "every manifest document must be a Kubernetes object with apiVersion, kind and \
-                 metadata.name; remove empty or partial documents",
-            )),
+        for (at, value) in list_items(doc.value) {
+            let start = match at.is_empty() {
+                true => doc.start,
+                false => doc.spans.value(&at),
+            };
+            let pos = shift(start, source.origin);
+            match check_manifest(&value) {
+                Ok(()) => out.push(ManifestDoc {
+                    kind_pos: shift(doc.spans.value(&format!("{at}/kind")), source.origin),
+                    value,
+                    file: source.file.to_string(),
+                    pos,
+                }),
+                Err(msg) => diags.push(Diagnostic::error(source.file, pos, msg).help(
+                    "every manifest document must be a Kubernetes object with apiVersion, kind and \
+                     metadata.name; remove empty or partial documents",
+                )),
+            }
         }
     }
     if diags.is_empty() {
