@@ -6,6 +6,8 @@ pub mod api;
 pub mod groups;
 pub mod health;
 pub mod inventory;
+#[cfg(test)]
+pub mod memory;
 pub mod progress;
 pub mod stage;
 pub mod wait;

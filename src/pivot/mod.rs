@@ -7,5 +7,7 @@ pub mod copy;
 pub mod discover;
 pub mod graph;
 pub mod mover;
+#[cfg(test)]
+mod mover_table;
 pub mod sequence;
 pub mod steps;
