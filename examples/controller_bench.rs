@@ -361,6 +361,7 @@ async fn latency(args: &Args) -> Result<()> {
     let first = commit_all(&repo, "fleet")?;
 
     let port = free_port()?;
+    let status_port = free_port()?;
     let secret = root.path().join("webhook-secret");
     std::fs::write(&secret, format!("{SECRET}\n"))?;
     let log = root.path().join("cairn-run.log");
@@ -372,6 +373,8 @@ async fn latency(args: &Args) -> Result<()> {
         .arg(&server.kubeconfig_path)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--status-listen")
+        .arg(format!("127.0.0.1:{status_port}"))
         .arg("--state-dir")
         .arg(root.path().join("state"))
         .arg("--webhook-secret-file")
@@ -386,10 +389,12 @@ async fn latency(args: &Args) -> Result<()> {
     let run = RunProcess(child);
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
+    // /status is served apart from the webhooks.
+    let status_base = format!("http://127.0.0.1:{status_port}");
 
     let started = Instant::now();
     loop {
-        if status(&http, &base)
+        if status(&http, &status_base)
             .await
             .is_some_and(|s| ready_at(&s, &first))
         {
@@ -433,7 +438,7 @@ async fn latency(args: &Args) -> Result<()> {
             response.text().await.unwrap_or_default()
         );
         let done = loop {
-            if let Some(s) = status(&http, &base).await
+            if let Some(s) = status(&http, &status_base).await
                 && ready_at(&s, &commit)
             {
                 break s;
@@ -591,7 +596,7 @@ async fn management_side(
     )
     .await?;
     report_stage(opts, name, StageName::Bootstrap, &boot);
-    let provisioned = boot.written + boot.deleted > 0;
+    let provisioned = boot.has_changes();
     if provisioned {
         record_phase(mgmt, bundle, Phase::Provisioning, opts).await?;
         // (here `provision` waits for the control plane and the kubeconfig Secret)
@@ -607,7 +612,7 @@ async fn management_side(
         }];
         let r = apply_stage(mgmt, name, StageName::Workload, &workload, stage_opts).await?;
         report_stage(opts, name, StageName::Workload, &r);
-        if r.written + r.deleted > 0 || provisioned {
+        if r.has_changes() || provisioned {
             record_phase(mgmt, bundle, Phase::Converging, opts).await?;
         }
         // (here `converge_capi` waits for the rollouts; then the add-ons and Ready)
@@ -618,13 +623,15 @@ async fn management_side(
         .pivoting
         .fetch_add(u64::from(bundle.pivot), Ordering::Relaxed);
     for r in &reports {
-        stats.written.fetch_add(r.written as u64, Ordering::Relaxed);
+        stats
+            .written
+            .fetch_add(r.written() as u64, Ordering::Relaxed);
         stats
             .unchanged
-            .fetch_add(r.unchanged as u64, Ordering::Relaxed);
+            .fetch_add(r.unchanged() as u64, Ordering::Relaxed);
         stats
             .objects
-            .fetch_add((r.written + r.unchanged) as u64, Ordering::Relaxed);
+            .fetch_add((r.written() + r.unchanged()) as u64, Ordering::Relaxed);
     }
     Ok(())
 }

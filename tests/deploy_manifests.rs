@@ -117,7 +117,13 @@ fn the_deployment_runs_cairn_run_as_the_controller_expects() {
         );
         let cluster_scoped = matches!(
             doc["kind"].as_str(),
-            Some("Namespace" | "ClusterRole" | "ClusterRoleBinding")
+            Some(
+                "Namespace"
+                    | "ClusterRole"
+                    | "ClusterRoleBinding"
+                    | "ValidatingAdmissionPolicy"
+                    | "ValidatingAdmissionPolicyBinding"
+            )
         );
         let namespace = doc["metadata"]["namespace"].as_str();
         if cluster_scoped {
@@ -155,7 +161,13 @@ fn the_deployment_runs_cairn_run_as_the_controller_expects() {
     assert_eq!(strs(&c["command"]), ["cairn"]);
     let args = strs(&c["args"]);
     assert_eq!(args.first(), Some(&"run"), "{args:?}");
-    for wanted in ["--leader-elect", "--listen", "--repo", "--branch"] {
+    for wanted in [
+        "--leader-elect",
+        "--listen",
+        "--status-listen",
+        "--repo",
+        "--branch",
+    ] {
         assert!(args.contains(&wanted), "{wanted} missing from {args:?}");
     }
     assert_eq!(flag(&args, "--lease-namespace"), Some(NAMESPACE));
@@ -170,16 +182,26 @@ fn the_deployment_runs_cairn_run_as_the_controller_expects() {
         "credentials in argv: {args:?}"
     );
 
-    // The listen port is the container port named http, which the probes and Service use.
-    let listen = flag(&args, "--listen").unwrap();
-    let port: u16 = listen.rsplit_once(':').unwrap().1.parse().unwrap();
-    let ports = c["ports"].as_array().unwrap();
-    assert!(
-        ports
-            .iter()
-            .any(|p| p["name"] == "http" && p["containerPort"] == port),
-        "no port named http at {port}: {ports:?}"
+    // The listen port is the container port named http, which the probes and Service use;
+    // the status port (/status, /metrics) is the one named metrics, which Prometheus scrapes.
+    let port_of = |name: &str| -> u16 {
+        let listen = flag(&args, name).unwrap();
+        listen.rsplit_once(':').unwrap().1.parse().unwrap()
+    };
+    let (port, status_port) = (port_of("--listen"), port_of("--status-listen"));
+    assert_ne!(
+        port, status_port,
+        "/status must not be served with the webhooks"
     );
+    let ports = c["ports"].as_array().unwrap();
+    for (name, number) in [("http", port), ("metrics", status_port)] {
+        assert!(
+            ports
+                .iter()
+                .any(|p| p["name"] == name && p["containerPort"] == number),
+            "no port named {name} at {number}: {ports:?}"
+        );
+    }
     for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
         let get = &c[probe]["httpGet"];
         assert_eq!(get["path"], path, "{probe}");
@@ -187,7 +209,7 @@ fn the_deployment_runs_cairn_run_as_the_controller_expects() {
     }
     let annotations = &pod["metadata"]["annotations"];
     assert_eq!(annotations["prometheus.io/scrape"], "true");
-    assert_eq!(annotations["prometheus.io/port"], port.to_string());
+    assert_eq!(annotations["prometheus.io/port"], status_port.to_string());
     assert_eq!(annotations["prometheus.io/path"], "/metrics");
 
     let env: Vec<&Value> = c["env"].as_array().unwrap().iter().collect();
@@ -255,6 +277,13 @@ fn the_deployment_runs_cairn_run_as_the_controller_expects() {
             .iter()
             .any(|p| p["port"] == 80 && p["targetPort"] == "http"),
         "{service_ports:?}"
+    );
+    // What an Ingress can reach is the webhooks' port only.
+    assert!(
+        service_ports
+            .iter()
+            .all(|p| p["targetPort"] == "http" || p["targetPort"] == port),
+        "the Service exposes more than the webhooks: {service_ports:?}"
     );
 
     let pdb = find(&docs, "PodDisruptionBudget", NAME);
@@ -380,23 +409,29 @@ fn the_rbac_is_least_privilege_and_every_rule_says_why() {
     }
 
     // Exactly these grants: widening them is a decision this test makes someone write down.
-    let write = [
-        "get", "list", "watch", "create", "update", "patch", "delete",
-    ];
+    // No `watch` (cairn polls), namespaces are never listed, CRDs only read.
+    let write = ["get", "list", "create", "update", "patch", "delete"];
     let mut expected = expected_grants("ClusterRole", "", &CAPI_GROUPS, &["*"], &write);
     expected.extend(expected_grants(
         "ClusterRole",
         "",
         &[""],
-        &["namespaces", "secrets", "configmaps"],
-        &["get", "list", "create", "update", "patch", "delete"],
+        &["secrets", "configmaps"],
+        &write,
+    ));
+    expected.extend(expected_grants(
+        "ClusterRole",
+        "",
+        &[""],
+        &["namespaces"],
+        &["get", "create", "update", "patch", "delete"],
     ));
     expected.extend(expected_grants(
         "ClusterRole",
         "",
         &["apiextensions.k8s.io"],
         &["customresourcedefinitions"],
-        &["get", "list", "watch"],
+        &["get", "list"],
     ));
     expected.extend(expected_grants(
         "Role",
@@ -609,6 +644,8 @@ const ACCESS: &[(bool, &str, &str, Option<&str>)] = &[
     (true, "patch", "configmaps", Some("prod-1")),
     (true, "create", "namespaces", None),
     (true, "delete", "namespaces", None),
+    (false, "list", "namespaces", None),
+    (false, "watch", "secrets", Some("prod-1")),
     (
         true,
         "list",

@@ -99,11 +99,14 @@ async fn prune_refuses_an_empty_a_wrong_and_a_half_empty_repository() {
     );
 
     // The controller: the half-empty revision deletes nothing, and /status says why.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, status_port) = (free_port(), free_port());
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(["run", "--prune", "--timeout", "10s"])
         .arg("--repo")
@@ -112,6 +115,8 @@ async fn prune_refuses_an_empty_a_wrong_and_a_half_empty_repository() {
         .arg(&server.kubeconfig_path)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--status-listen")
+        .arg(format!("127.0.0.1:{status_port}"))
         .arg("--state-dir")
         .arg(dir.path().join("state"))
         .stdout(std::process::Stdio::null())
@@ -120,7 +125,7 @@ async fn prune_refuses_an_empty_a_wrong_and_a_half_empty_repository() {
         .unwrap();
     let started = Instant::now();
     let refused = loop {
-        let status = reqwest::get(format!("http://127.0.0.1:{port}/status")).await;
+        let status = reqwest::get(format!("http://127.0.0.1:{status_port}/status")).await;
         if let Ok(response) = status {
             let text = response.text().await.unwrap_or_default();
             let view: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
@@ -141,4 +146,45 @@ async fn prune_refuses_an_empty_a_wrong_and_a_half_empty_repository() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(left.len(), 3, "{left:?}");
+}
+
+/// A departed cluster takes its namespace along only when cairn created that namespace: one
+/// that was there before (an application's) is kept, with what is in it.
+#[tokio::test(flavor = "multi_thread")]
+async fn removal_keeps_a_namespace_cairn_did_not_create() {
+    use cairn::lifecycle::namespace::{CREATED_ANNOTATION, namespace_ref};
+    let dir = tempfile::tempdir().unwrap();
+    let server = env::start("namespaces", dir.path()).await;
+    let api = KubeClusterApi::new(server.client().await.unwrap(), false);
+    cairn::kube_client::install_crds(api.dynamic(), &env::crds(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    for (name, created) in [("team-a", false), ("made-by-cairn", true)] {
+        let mut namespace = namespace_ref(name);
+        if created {
+            namespace["metadata"]["annotations"] = json!({CREATED_ANNOTATION: "true"});
+        }
+        api.apply(&namespace).await.unwrap();
+        let cluster = json!({
+            "apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
+            "metadata": {"name": name, "namespace": name, "labels": {"cairn.dev/cluster": name}},
+            "spec": {"paused": true},
+        });
+        api.apply(&cluster).await.unwrap();
+    }
+    let opts = cairn::lifecycle::ApplyOptions::new(true, Duration::from_secs(30), "test");
+    for name in ["team-a", "made-by-cairn"] {
+        cairn::lifecycle::removal::remove_cluster(&api, name, &opts)
+            .await
+            .unwrap();
+        let cluster = cairn::render::capi::cluster_ref(name);
+        assert!(api.get(&cluster).await.unwrap().is_none(), "{name}");
+    }
+    assert!(api.get(&namespace_ref("team-a")).await.unwrap().is_some());
+    let gone = api.get(&namespace_ref("made-by-cairn")).await.unwrap();
+    // A namespace being deleted may linger while it is finalized; it is on its way out.
+    assert!(
+        gone.as_ref().is_none_or(|ns| ns["metadata"]["deletionTimestamp"].is_string()),
+        "{gone:?}"
+    );
 }

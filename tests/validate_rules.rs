@@ -990,12 +990,14 @@ fn alias_bomb() -> String {
 fn yaml_alias_bomb() {
     let mut files = base();
     add(&mut files, "clusters/bomb.yaml", &alias_bomb());
-    // The expansion passes two million nodes at the first alias of line 7 (l6).
+    // What aliases add to the configuration passes 250,000 nodes (budget MAX_CONFIG_ALIAS_NODES)
+    // at the third alias of line 6 (l5): 123,450 before it, 111,111 each.
     validate(&files).expect_only(&error(
         "clusters/bomb.yaml",
-        7,
-        10,
-        "aliases expand this document to more than 2000000 nodes; refusing it as a likely alias bomb",
+        6,
+        15,
+        "this alias expands the configuration (fleet.yaml, clusters/, profiles/) past its budget \
+         MAX_CONFIG_ALIAS_NODES (250,000 nodes",
     ));
 }
 
@@ -1003,8 +1005,16 @@ fn yaml_alias_bomb() {
 fn yaml_alias_bomb_in_a_manifest() {
     let mut files = base();
     add(&mut files, "addons/cni/bomb.yaml", &alias_bomb());
+    // A manifest has the per-file budget: past 500,000 nodes (MAX_YAML_NODES) at the fourth
+    // alias of line 6 (l5).
     validate(&files).expect_only(
-        &error("addons/cni/bomb.yaml", 7, 10, "likely alias bomb").cluster(&["alpha"]),
+        &error(
+            "addons/cni/bomb.yaml",
+            6,
+            25,
+            "this alias expands the file past its budget MAX_YAML_NODES (500,000 nodes",
+        )
+        .cluster(&["alpha"]),
     );
 }
 

@@ -4,9 +4,9 @@
 
 use serde_json::Value;
 
-use crate::diff::key::ObjectKey;
 use crate::model::types::StageName;
 use crate::render::finalize::{LAYER_LABEL, NO_WAIT_ANNOTATION};
+use crate::render::kinds::ObjectKey;
 use crate::render::{Bundle, Stage};
 
 /// A group of a stage's objects applied together: a profile layer, or a whole stage.

@@ -14,7 +14,7 @@
 
 use serde_json::Value;
 
-use crate::render::kinds::{api_group, object_ref};
+use crate::render::kinds::{api_group, object_ref, str_at};
 
 /// The health of one live object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +38,10 @@ impl Health {
 /// Cluster API kinds are judged by their v1beta2 status; other versions of them (whose status
 /// has another shape) get the generic rule.
 pub fn health(obj: &Value) -> Health {
-    let api_version = str_at(obj, "/apiVersion");
+    let api_version = str_at(obj, "/apiVersion").unwrap_or("");
     let group = api_group(api_version);
     let version = api_version.rsplit('/').next().unwrap_or("");
-    match (group, str_at(obj, "/kind")) {
+    match (group, str_at(obj, "/kind").unwrap_or("")) {
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd(obj),
         ("", "Namespace") => namespace(obj),
         ("", "PersistentVolumeClaim") => pvc(obj),
@@ -85,10 +85,6 @@ pub fn control_plane_initialized(cluster: &Value) -> bool {
 
 // ---------------------------------------------------------------------------------------------
 // Field access
-
-fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
-    obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
 
 fn int_at(obj: &Value, pointer: &str) -> Option<i64> {
     obj.pointer(pointer).and_then(Value::as_i64)
@@ -137,9 +133,9 @@ fn condition<'a>(obj: &'a Value, ty: &str) -> Option<Cond<'a>> {
     let observed = c.get("observedGeneration").and_then(Value::as_i64);
     let generation = int_at(obj, "/metadata/generation");
     Some(Cond {
-        status: str_at(c, "/status"),
-        reason: str_at(c, "/reason"),
-        message: str_at(c, "/message"),
+        status: str_at(c, "/status").unwrap_or(""),
+        reason: str_at(c, "/reason").unwrap_or(""),
+        message: str_at(c, "/message").unwrap_or(""),
         stale: matches!((observed, generation), (Some(o), Some(g)) if o < g),
     })
 }
@@ -195,7 +191,7 @@ fn crd(obj: &Value) -> Health {
 }
 
 fn namespace(obj: &Value) -> Health {
-    match str_at(obj, "/status/phase") {
+    match str_at(obj, "/status/phase").unwrap_or("") {
         "Active" => Health::Ready,
         "" => Health::InProgress("status.phase not set yet (want Active)".into()),
         phase => Health::InProgress(format!("status.phase is {phase} (want Active)")),
@@ -203,7 +199,7 @@ fn namespace(obj: &Value) -> Health {
 }
 
 fn pvc(obj: &Value) -> Health {
-    match str_at(obj, "/status/phase") {
+    match str_at(obj, "/status/phase").unwrap_or("") {
         "Bound" => Health::Ready,
         "Lost" => Health::Failed("status.phase is Lost (its PersistentVolume is gone)".into()),
         "" => Health::InProgress("status.phase not set yet (want Bound)".into()),
@@ -212,7 +208,7 @@ fn pvc(obj: &Value) -> Health {
 }
 
 fn service(obj: &Value) -> Health {
-    if str_at(obj, "/spec/type") != "LoadBalancer" {
+    if str_at(obj, "/spec/type") != Some("LoadBalancer") {
         return Health::Ready;
     }
     let has_ingress = obj
@@ -227,11 +223,11 @@ fn service(obj: &Value) -> Health {
 }
 
 fn pod(obj: &Value) -> Health {
-    match str_at(obj, "/status/phase") {
+    match str_at(obj, "/status/phase").unwrap_or("") {
         "Succeeded" => return Health::Ready,
         "Failed" => {
-            let reason = str_at(obj, "/status/reason");
-            let message = str_at(obj, "/status/message");
+            let reason = str_at(obj, "/status/reason").unwrap_or("");
+            let message = str_at(obj, "/status/message").unwrap_or("");
             let detail = [reason, message]
                 .iter()
                 .filter(|s| !s.is_empty())
@@ -314,7 +310,7 @@ fn statefulset(obj: &Value) -> Health {
             "{ready} of {want} replicas ready (status.readyReplicas)"
         ));
     }
-    let strategy = match str_at(obj, "/spec/updateStrategy/type") {
+    let strategy = match str_at(obj, "/spec/updateStrategy/type").unwrap_or("") {
         "" => "RollingUpdate",
         s => s,
     };
@@ -337,8 +333,8 @@ fn statefulset(obj: &Value) -> Health {
             "{updated} of {want} replicas updated (status.updatedReplicas)"
         ));
     }
-    let current = str_at(obj, "/status/currentRevision");
-    let update = str_at(obj, "/status/updateRevision");
+    let current = str_at(obj, "/status/currentRevision").unwrap_or("");
+    let update = str_at(obj, "/status/updateRevision").unwrap_or("");
     if current != update {
         return Health::InProgress(format!(
             "status.currentRevision {current:?} is not status.updateRevision {update:?}"
@@ -356,7 +352,7 @@ fn daemonset(obj: &Value) -> Health {
     let ready = count(obj, "/status/numberReady");
     let available = count(obj, "/status/numberAvailable");
     let rolling = matches!(
-        str_at(obj, "/spec/updateStrategy/type"),
+        str_at(obj, "/spec/updateStrategy/type").unwrap_or(""),
         "" | "RollingUpdate"
     );
     if rolling && updated < desired {
@@ -444,7 +440,7 @@ fn kubeadm_control_plane(obj: &Value) -> Health {
 }
 
 fn machine_deployment(obj: &Value) -> Health {
-    if str_at(obj, "/status/phase") == "Failed" {
+    if str_at(obj, "/status/phase") == Some("Failed") {
         return Health::Failed("status.phase is Failed".into());
     }
     match generation_lag(obj, true)
@@ -457,7 +453,7 @@ fn machine_deployment(obj: &Value) -> Health {
 }
 
 fn cluster(obj: &Value) -> Health {
-    match str_at(obj, "/status/phase") {
+    match str_at(obj, "/status/phase").unwrap_or("") {
         "Failed" => return Health::Failed("status.phase is Failed".into()),
         "Provisioned" => {}
         "" => return Health::InProgress("status.phase not set yet (want Provisioned)".into()),
@@ -473,13 +469,13 @@ fn cluster(obj: &Value) -> Health {
 }
 
 fn machine(obj: &Value) -> Health {
-    match str_at(obj, "/status/phase") {
+    match str_at(obj, "/status/phase").unwrap_or("") {
         "Failed" => return Health::Failed("status.phase is Failed".into()),
         "Running" => {}
         "" => return Health::InProgress("status.phase not set yet (want Running)".into()),
         phase => return Health::InProgress(format!("status.phase is {phase} (want Running)")),
     }
-    if str_at(obj, "/status/nodeRef/name").is_empty() {
+    if str_at(obj, "/status/nodeRef/name").unwrap_or("").is_empty() {
         return Health::InProgress("status.nodeRef not set yet (no Node joined)".into());
     }
     Health::Ready

@@ -5,9 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::api::{ApiError, ClusterApi};
-use crate::diff::key::ObjectKey;
 use crate::model::types::StageName;
-use crate::render::kinds::api_group;
+use crate::render::kinds::{ObjectKey, api_group, str_at};
 
 /// One recorded object; the apiVersion is kept so it can be deleted later.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -22,12 +21,7 @@ pub struct Entry {
 
 impl Entry {
     pub fn of(obj: &Value) -> Entry {
-        let s = |p: &str| {
-            obj.pointer(p)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        };
+        let s = |p: &str| str_at(obj, p).unwrap_or_default().to_string();
         Entry {
             api_version: s("/apiVersion"),
             kind: s("/kind"),

@@ -1,5 +1,7 @@
 //! Observing and applying one stage of a bundle against one cluster: dry-run every object, plan,
 //! write only what drifted (CRDs and Namespaces first, waited for), prune, record the inventory.
+//! What applying did is reported as the [`ObjectChange`]s of `diff::plan`, the record `cairn
+//! diff` makes of what applying would do (as Flux's ssa `ChangeSet` serves both).
 
 use std::time::Duration;
 
@@ -9,10 +11,10 @@ use super::api::{ApiError, ClusterApi};
 use super::groups::Group;
 use super::inventory::{self, Entry};
 use super::wait::{WaitError, wait_healthy};
-use crate::diff::key::ObjectKey;
-use crate::diff::plan::{Action, ObjectChange, Observed, plan_stage};
+use crate::diff::plan::{Action, ObjectChange, Observed, Summary, plan_stage};
 use crate::kube_client::KubeError;
 use crate::model::types::StageName;
+use crate::render::kinds::ObjectKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
@@ -95,13 +97,54 @@ pub async fn plan(
     Ok(plan_stage(stage, &observed, &keys, prune))
 }
 
-/// What applying a stage did.
+/// What applying a stage did: one [`ObjectChange`] per object, in the order it was done. First
+/// every desired object, created, updated or left unchanged (a create-only object that exists is
+/// unchanged whatever it holds), then those that left the stage: deleted with `prune`, orphaned
+/// (kept) without. The changes carry no text diff. Every count is read off `changes`.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct StageReport {
-    pub written: usize,
-    pub unchanged: usize,
-    pub deleted: usize,
+    pub changes: Vec<ObjectChange>,
+    /// The orphans of `changes`, as `Kind/namespace/name`, in order: what the CLI lists as
+    /// kept. Derived from `changes` by [`StageReport::new`], not counted on its own.
+    #[serde(skip)]
     pub orphaned: Vec<String>,
+}
+
+impl StageReport {
+    pub fn new(changes: Vec<ObjectChange>) -> StageReport {
+        let orphaned = changes
+            .iter()
+            .filter(|c| c.action == Action::Orphan)
+            .map(|c| c.key.to_string())
+            .collect();
+        StageReport { changes, orphaned }
+    }
+
+    /// How many objects applying did each thing to.
+    pub fn summary(&self) -> Summary {
+        Summary::of(&self.changes)
+    }
+
+    /// Objects written: created or updated.
+    pub fn written(&self) -> usize {
+        let s = self.summary();
+        s.create + s.update
+    }
+
+    /// Desired objects left as they were.
+    pub fn unchanged(&self) -> usize {
+        self.summary().unchanged
+    }
+
+    /// Objects pruned.
+    pub fn deleted(&self) -> usize {
+        self.summary().delete
+    }
+
+    /// Whether applying wrote to the server: created, updated or deleted anything.
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| c.action.writes())
+    }
 }
 
 /// Options of one stage's apply.
@@ -141,7 +184,7 @@ pub async fn apply_stage(
     let recorded = inventory::read(api, cluster, stage)
         .await
         .map_err(api_err)?;
-    let mut report = StageReport::default();
+    let mut changes = Vec::new();
     for group in groups {
         let (first, rest): (Vec<&Value>, Vec<&Value>) =
             group.objects.iter().partition(|o| first_class(o));
@@ -150,17 +193,19 @@ pub async fn apply_stage(
             let observed = observe_with(api, &part, |_| group.create_only)
                 .await
                 .map_err(api_err)?;
-            let changes = plan_stage(stage, &observed, &[], false);
+            let planned = plan_stage(stage, &observed, &[], false);
             let mut written = Vec::new();
-            for (obj, change) in part.iter().zip(&changes) {
-                let exists = change.action != Action::Create;
-                if change.action == Action::Unchanged || (group.create_only && exists) {
-                    report.unchanged += 1;
-                    continue;
+            for (obj, mut change) in part.iter().zip(planned) {
+                // The report says what was done; the text of a change is `cairn diff`'s.
+                change.diff = None;
+                if group.create_only && change.action != Action::Create {
+                    change.action = Action::Unchanged;
                 }
-                api.apply(obj).await.map_err(api_err)?;
-                report.written += 1;
-                written.push(obj.clone());
+                if change.action != Action::Unchanged {
+                    api.apply(obj).await.map_err(api_err)?;
+                    written.push(obj.clone());
+                }
+                changes.push(change);
             }
             let established: Vec<Value> = written.into_iter().filter(first_class).collect();
             wait_healthy(api, &established, opts.timeout)
@@ -178,16 +223,208 @@ pub async fn apply_stage(
     let desired_keys: Vec<ObjectKey> = desired.iter().map(Entry::key).collect();
     let mut kept = desired.clone();
     for entry in recorded.iter().filter(|e| !desired_keys.contains(&e.key())) {
-        if opts.prune {
+        let action = if opts.prune {
             api.delete(&entry.stub()).await.map_err(api_err)?;
-            report.deleted += 1;
+            Action::Delete
         } else {
-            report.orphaned.push(entry.key().to_string());
             kept.push(entry.clone());
-        }
+            Action::Orphan
+        };
+        changes.push(ObjectChange {
+            key: entry.key(),
+            stage,
+            action,
+            diff: None,
+        });
     }
     inventory::write(api, cluster, stage, &recorded, &kept)
         .await
         .map_err(api_err)?;
-    Ok(report)
+    Ok(StageReport::new(changes))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::apply::memory::MemoryApi;
+
+    fn cm(name: &str, value: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": name, "namespace": "default"}, "data": {"k": value}})
+    }
+
+    fn group(objects: Vec<Value>, create_only: bool) -> Group {
+        Group {
+            objects,
+            wait: false,
+            create_only,
+        }
+    }
+
+    fn opts(prune: bool) -> StageOptions {
+        StageOptions {
+            prune,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    async fn live(api: &MemoryApi, name: &str) -> Option<Value> {
+        api.get(&cm(name, "")).await.unwrap()
+    }
+
+    fn listed(report: &StageReport) -> Vec<(Action, String)> {
+        report
+            .changes
+            .iter()
+            .map(|c| (c.action, c.key.to_string()))
+            .collect()
+    }
+
+    /// Every count is the number of changes with that action.
+    fn assert_counts_from_changes(report: &StageReport) {
+        let count = |actions: &[Action]| {
+            report
+                .changes
+                .iter()
+                .filter(|c| actions.contains(&c.action))
+                .count()
+        };
+        assert_eq!(report.written(), count(&[Action::Create, Action::Update]));
+        assert_eq!(report.unchanged(), count(&[Action::Unchanged]));
+        assert_eq!(report.deleted(), count(&[Action::Delete]));
+        assert_eq!(report.orphaned.len(), count(&[Action::Orphan]));
+        assert_eq!(report.summary(), Summary::of(&report.changes));
+        assert_eq!(
+            report.has_changes(),
+            report.written() + report.deleted() > 0
+        );
+    }
+
+    #[test]
+    fn counts_are_read_off_the_changes() {
+        let change = |name: &str, action| ObjectChange {
+            key: ObjectKey::of(&cm(name, "")),
+            stage: StageName::Addons,
+            action,
+            diff: None,
+        };
+        let report = StageReport::new(vec![
+            change("a", Action::Create),
+            change("b", Action::Update),
+            change("c", Action::Unchanged),
+            change("d", Action::Delete),
+            change("e", Action::Orphan),
+            change("f", Action::Orphan),
+        ]);
+        assert_counts_from_changes(&report);
+        assert_eq!(
+            (report.written(), report.unchanged(), report.deleted()),
+            (2, 1, 1)
+        );
+        assert_eq!(
+            report.orphaned,
+            ["ConfigMap/default/e", "ConfigMap/default/f"]
+        );
+        let idle = StageReport::new(vec![
+            change("c", Action::Unchanged),
+            change("e", Action::Orphan),
+        ]);
+        assert!(
+            !idle.has_changes(),
+            "unchanged objects and orphans write nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn apply_stage_reports_each_change_it_carried_out() {
+        let api = MemoryApi::new();
+        let stage = StageName::Addons;
+        let apply = |groups: Vec<Group>, prune| {
+            let api = &api;
+            async move {
+                apply_stage(api, "c", stage, &groups, opts(prune))
+                    .await
+                    .unwrap()
+            }
+        };
+
+        let first = apply(vec![group(vec![cm("a", "1"), cm("b", "1")], false)], false).await;
+        assert_eq!(
+            listed(&first),
+            [
+                (Action::Create, "ConfigMap/default/a".to_string()),
+                (Action::Create, "ConfigMap/default/b".to_string()),
+            ]
+        );
+        assert!(
+            first
+                .changes
+                .iter()
+                .all(|c| c.stage == stage && c.diff.is_none())
+        );
+        assert_counts_from_changes(&first);
+
+        // `b` changes, `a` leaves the repository (kept without prune), and `held` exists with
+        // content of its own: create-only, it stays as it is.
+        api.seed(&cm("held", "theirs"));
+        let before = api.revision();
+        let second = apply(
+            vec![
+                group(vec![cm("b", "2")], false),
+                group(vec![cm("held", "ours")], true),
+            ],
+            false,
+        )
+        .await;
+        assert_eq!(
+            listed(&second),
+            [
+                (Action::Update, "ConfigMap/default/b".to_string()),
+                (Action::Unchanged, "ConfigMap/default/held".to_string()),
+                (Action::Orphan, "ConfigMap/default/a".to_string()),
+            ]
+        );
+        assert_counts_from_changes(&second);
+        assert_eq!(second.orphaned, ["ConfigMap/default/a"]);
+        assert_eq!(live(&api, "held").await.unwrap()["data"]["k"], "theirs");
+        assert_eq!(live(&api, "b").await.unwrap()["data"]["k"], "2");
+        assert!(api.revision() > before);
+
+        // With prune, `a` goes.
+        let third = apply(
+            vec![
+                group(vec![cm("b", "2")], false),
+                group(vec![cm("held", "ours")], true),
+            ],
+            true,
+        )
+        .await;
+        assert_eq!(
+            listed(&third),
+            [
+                (Action::Unchanged, "ConfigMap/default/b".to_string()),
+                (Action::Unchanged, "ConfigMap/default/held".to_string()),
+                (Action::Delete, "ConfigMap/default/a".to_string()),
+            ]
+        );
+        assert_counts_from_changes(&third);
+        assert_eq!(third.written(), 0);
+        assert!(third.has_changes(), "the prune is a write");
+        assert_eq!(live(&api, "a").await, None);
+
+        // Converged: nothing is written, the inventory neither.
+        let settled = api.revision();
+        let fourth = apply(
+            vec![
+                group(vec![cm("b", "2")], false),
+                group(vec![cm("held", "ours")], true),
+            ],
+            true,
+        )
+        .await;
+        assert!(!fourth.has_changes(), "{:?}", listed(&fourth));
+        assert_eq!(api.revision(), settled);
+    }
 }

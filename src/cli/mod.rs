@@ -146,10 +146,11 @@ pub enum Command {
     /// anything unsigned or forged gets 401). Reconciles the clusters whose rendered bundle
     /// changed, and every cluster again each --reconcile-interval to repair drift; a failing
     /// cluster backs off exponentially on its own. A revision that does not render, or a source
-    /// that cannot be reached, keeps the last good revision. Serves /healthz, /readyz (once a
-    /// revision is fetched and rendered), /metrics (Prometheus) and /status (JSON). With
-    /// --leader-elect only the holder of a Lease reconciles. SIGTERM lets clusters being
-    /// reconciled finish (--shutdown-grace), releases the Lease and exits 0.
+    /// that cannot be reached, keeps the last good revision. Serves the webhooks, /healthz and
+    /// /readyz (once a revision is fetched and rendered) on --listen, and /metrics (Prometheus),
+    /// /status (JSON), /healthz and /readyz on --status-listen. With --leader-elect only the
+    /// holder of a Lease reconciles. SIGTERM lets clusters being reconciled finish
+    /// (--shutdown-grace), releases the Lease and exits 0.
     Run(Box<run::RunArgs>),
     /// Run the agent of one pivoted cluster: converge it from git, in its own API server.
     ///

@@ -32,9 +32,14 @@ pub struct RunArgs {
     pub path: Option<String>,
     #[command(flatten)]
     pub kube: KubeArgs,
-    /// Address of the HTTP server (webhooks, /healthz, /readyz, /metrics, /status).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address of the public HTTP server: the webhooks (POST /webhook/github, /webhook/gitlab),
+    /// /healthz and /readyz. This is the one a git host reaches.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of the status HTTP server: /metrics, /status, /healthz and /readyz, or `off`.
+    /// Never the webhooks' address: /status names every cluster, its errors and the source.
+    #[arg(long, value_name = "ADDR|off", default_value = "127.0.0.1:8081", value_parser = parse_listen)]
+    pub status_listen: Listen,
     /// Where the git mirror is kept.
     #[arg(
         long,
@@ -93,6 +98,29 @@ pub struct RunArgs {
     pub shutdown_grace: Duration,
 }
 
+/// Where a server listens, or that it is off.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Listen {
+    Off,
+    At(SocketAddr),
+}
+
+fn parse_listen(text: &str) -> Result<Listen, String> {
+    if text == "off" {
+        return Ok(Listen::Off);
+    }
+    text.parse()
+        .map(Listen::At)
+        .map_err(|_| format!("`{text}` is neither an address like 127.0.0.1:8081 nor `off`"))
+}
+
+/// A listener on `address`, the error naming the flag.
+async fn bind(flag: &str, address: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} ({flag})"))
+}
+
 impl RunArgs {
     fn options(&self) -> ControllerOptions {
         ControllerOptions {
@@ -146,6 +174,13 @@ impl RunArgs {
 /// The controller until SIGTERM or Ctrl-C; then the reconciles in flight get their grace
 /// period, the Lease is released and the process exits 0.
 pub async fn run(args: RunArgs) -> Result<ExitStatus> {
+    if args.status_listen == Listen::At(args.listen) && args.listen.port() != 0 {
+        anyhow::bail!(
+            "--status-listen {} is the --listen address: /status and /metrics are served apart \
+             from the webhooks; pick another port, or `off`",
+            args.listen
+        );
+    }
     let mgmt = args.kube.management(false).await?;
     let client = mgmt.dynamic().client().clone();
     let shared = Arc::new(Shared::new(
@@ -154,10 +189,16 @@ pub async fn run(args: RunArgs) -> Result<ExitStatus> {
         args.webhook_secret()?,
     ));
     let controller = Controller::new(mgmt, args.options(), shared.clone()).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tracing::info!(listen = %args.listen, repo = %cairn::source::strip_userinfo(&args.repo), branch = %args.branch, "cairn controller started");
+    let listener = bind("--listen", args.listen).await?;
+    let status_listener = match args.status_listen {
+        Listen::Off => None,
+        Listen::At(address) => Some(bind("--status-listen", address).await?),
+    };
+    let status_address = match args.status_listen {
+        Listen::Off => "off".to_string(),
+        Listen::At(address) => address.to_string(),
+    };
+    tracing::info!(listen = %args.listen, status_listen = %status_address, repo = %cairn::source::strip_userinfo(&args.repo), branch = %args.branch, "cairn controller started");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
@@ -166,7 +207,21 @@ pub async fn run(args: RunArgs) -> Result<ExitStatus> {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    let server = tokio::spawn(http::serve(listener, shared.clone(), stopped()));
+    let limits = http::Limits::default();
+    let server = tokio::spawn(http::serve(
+        listener,
+        http::public_router(shared.clone(), limits),
+        limits,
+        stopped(),
+    ));
+    let status_server = status_listener.map(|listener| {
+        tokio::spawn(http::serve(
+            listener,
+            http::status_router(shared.clone(), limits),
+            limits,
+            stopped(),
+        ))
+    });
     let (leading_tx, leading_rx) = watch::channel(!args.leader_elect);
     // An election that cannot go on (no namespace for the Lease) ends the process with its error.
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
@@ -208,10 +263,30 @@ pub async fn run(args: RunArgs) -> Result<ExitStatus> {
     if let Some(elector) = elector {
         elector.await?;
     }
-    server.await?.context("the HTTP server")?;
+    server.await.context("the HTTP server")?;
+    if let Some(status_server) = status_server {
+        status_server.await.context("the status HTTP server")?;
+    }
     if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(anyhow::Error::new(e).context("leader election"));
     }
     tracing::info!("cairn controller stopped");
     Ok(ExitStatus::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_address_is_an_address_or_off() {
+        assert_eq!(parse_listen("off"), Ok(Listen::Off));
+        assert_eq!(
+            parse_listen("0.0.0.0:8081"),
+            Ok(Listen::At("0.0.0.0:8081".parse().unwrap()))
+        );
+        for wrong in ["", "8081", "localhost:8081", "Off"] {
+            assert!(parse_listen(wrong).is_err(), "{wrong}");
+        }
+    }
 }

@@ -5,12 +5,11 @@ use std::collections::HashSet;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::key::ObjectKey;
 use super::normalize::normalize;
 use super::redact::redact_pair;
 use super::text::unified_diff;
 use crate::model::types::StageName;
-use crate::render::kinds::kind_rank;
+use crate::render::kinds::{ObjectKey, kind_rank};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -59,8 +58,8 @@ pub struct ObjectChange {
     pub key: ObjectKey,
     pub stage: StageName,
     pub action: Action,
-    /// Unified YAML diff, live to desired, Secret values redacted. Present for creates and
-    /// updates.
+    /// Unified YAML diff, live to desired, Secret values redacted. Present for the creates and
+    /// updates of a plan; the changes an apply reports (`apply::stage::StageReport`) carry none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
 }
@@ -72,7 +71,7 @@ pub struct Plan {
     pub changes: Vec<ObjectChange>,
 }
 
-/// How many objects a plan does each thing to.
+/// How many objects a plan (or an apply, `apply::stage::StageReport`) does each thing to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub create: usize,
@@ -83,6 +82,15 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The counts of a list of changes.
+    pub fn of(changes: &[ObjectChange]) -> Summary {
+        let mut summary = Summary::default();
+        for change in changes {
+            *summary.slot(change.action) += 1;
+        }
+        summary
+    }
+
     pub fn count(&self, action: Action) -> usize {
         match action {
             Action::Create => self.create,
@@ -114,11 +122,7 @@ impl Summary {
 
 impl Plan {
     pub fn summary(&self) -> Summary {
-        let mut summary = Summary::default();
-        for change in &self.changes {
-            *summary.slot(change.action) += 1;
-        }
-        summary
+        Summary::of(&self.changes)
     }
 
     /// Whether applying the plan would write anything (`cairn diff` exits 1 when so).

@@ -4,9 +4,9 @@
 use serde::Serialize;
 use similar::TextDiff;
 
-use super::key::ObjectKey;
 use super::plan::{Action, ObjectChange, Plan, Summary};
 use super::redact::Redacted;
+use crate::render::kinds::ObjectKey;
 
 /// Lines of context around each change.
 const CONTEXT: usize = 3;

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::phase::record_phase;
 use super::workload::{kubeconfig_gone, workload_api};
-use super::{ApplyOptions, ClusterError, ClusterReport, Phase};
+use super::{ApplyOptions, ClusterError, ClusterReport, Phase, namespace};
 use crate::apply::api::{ClusterApi, KubeClusterApi};
 use crate::apply::groups::{addon_groups, bootstrap_groups, one_group, stage};
 use crate::apply::health::{Health, control_plane_initialized};
@@ -20,9 +20,9 @@ pub fn report_stage(opts: &ApplyOptions, cluster: &str, stage: StageName, r: &St
     let step = format!(
         "{} stage applied: {} written, {} unchanged, {} pruned, {} kept",
         stage.as_str(),
-        r.written,
-        r.unchanged,
-        r.deleted,
+        r.written(),
+        r.unchanged(),
+        r.deleted(),
         r.orphaned.len()
     );
     (opts.progress)(cluster, &step);
@@ -68,6 +68,7 @@ pub async fn provision(
     report: &mut ClusterReport,
 ) -> Result<bool, ClusterError> {
     let name = bundle.cluster.as_str();
+    let creates_namespace = namespace::absent(api, name).await?;
     let r = apply_stage(
         api,
         name,
@@ -76,7 +77,10 @@ pub async fn provision(
         stage_options(opts),
     )
     .await?;
-    let wrote = r.written + r.deleted > 0;
+    if creates_namespace {
+        namespace::record_created(api, name).await?;
+    }
+    let wrote = r.has_changes();
     report_stage(opts, name, StageName::Bootstrap, &r);
     report.stages.push((StageName::Bootstrap, r));
     let record = record && wrote;
@@ -124,7 +128,7 @@ pub async fn converge_capi(
         stage_options(opts),
     )
     .await?;
-    let wrote = r.written + r.deleted > 0;
+    let wrote = r.has_changes();
     report_stage(opts, name, StageName::Workload, &r);
     report.stages.push((StageName::Workload, r));
     if wrote || provisioned {

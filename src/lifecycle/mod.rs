@@ -26,6 +26,7 @@ use crate::pivot::steps::AfterStep;
 pub mod cluster;
 pub mod diff;
 pub mod fleet;
+pub mod namespace;
 pub mod phase;
 pub mod pivoted;
 pub mod record;
@@ -121,14 +122,19 @@ impl std::fmt::Debug for ApplyOptions {
     }
 }
 
-/// What applying one cluster did.
+/// What applying one cluster did, stage by stage.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ClusterReport {
     pub stages: Vec<(StageName, StageReport)>,
 }
 
 impl ClusterReport {
+    /// The objects applying wrote to: created, updated or deleted.
     pub fn written(&self) -> usize {
-        self.stages.iter().map(|(_, r)| r.written + r.deleted).sum()
+        self.stages
+            .iter()
+            .flat_map(|(_, r)| &r.changes)
+            .filter(|c| c.action.writes())
+            .count()
     }
 }

@@ -107,7 +107,7 @@ async fn install_agent(
         stage_options(opts),
     )
     .await?;
-    let wrote = r.written + r.deleted > 0;
+    let wrote = r.has_changes();
     report_stage(opts, name, StageName::Pivot, &r);
     report.stages.push((StageName::Pivot, r));
     let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",

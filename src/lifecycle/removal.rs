@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
+use super::namespace::{created_by_cairn, namespace_ref};
 use super::phase::PHASE_ANNOTATION;
 use super::pivoted::move_options;
 use super::workload::{live_in_workload, reach_workload};
@@ -232,10 +233,23 @@ pub async fn remove_cluster(
     mgmt.delete(&kubeconfig_secret(name, AGENT_NAMESPACE))
         .await
         .map_err(api_err("delete the kept kubeconfig"))?;
-    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-    mgmt.delete(&namespace)
+    let namespace = namespace_ref(name);
+    let live = mgmt
+        .get(&namespace)
         .await
-        .map_err(api_err("delete the namespace"))?;
+        .map_err(api_err("read the namespace"))?;
+    match live {
+        Some(live) if created_by_cairn(&live) => {
+            mgmt.delete(&namespace)
+                .await
+                .map_err(api_err("delete the namespace"))?;
+        }
+        Some(_) => (opts.progress)(
+            name,
+            "kept its namespace: it was there before cairn created the cluster",
+        ),
+        None => {}
+    }
     (opts.progress)(name, "deleted");
     Ok(())
 }

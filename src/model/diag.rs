@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::budget::{Budget, MAX_DIAGNOSTICS};
 use super::yaml::Pos;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -135,6 +136,47 @@ pub fn consolidate(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
     out
 }
 
+/// At most [`MAX_DIAGNOSTICS`] of `diags` (sorted), then one diagnostic at the first left out
+/// saying how many more there were: `dropped` counts those left out earlier (a cluster's own cap).
+/// It is an error when any error is among those not shown, so capping never turns a failing
+/// render into a passing one.
+pub fn cap(mut diags: Vec<Diagnostic>, dropped: usize) -> Vec<Diagnostic> {
+    if diags.len() <= MAX_DIAGNOSTICS && dropped == 0 {
+        return diags;
+    }
+    let rest = diags.split_off(diags.len().min(MAX_DIAGNOSTICS));
+    let errors = rest.iter().filter(|d| d.is_error()).count();
+    let hidden = rest.len() + dropped;
+    let (file, pos) = rest.first().map_or((String::new(), Pos::default()), |d| {
+        (
+            d.file.clone(),
+            Pos {
+                line: d.line,
+                col: d.column,
+            },
+        )
+    });
+    let message = format!(
+        "{hidden} more diagnostic(s) not shown, from here on ({})",
+        Budget::Diagnostics
+    );
+    let mut summary = if errors > 0 || dropped > 0 || diags.iter().any(Diagnostic::is_error) {
+        Diagnostic::error(file, pos, message)
+    } else {
+        Diagnostic::warning(file, pos, message)
+    };
+    summary.help = Some("fix the problems shown, then validate again to see the rest".into());
+    diags.push(summary);
+    diags
+}
+
+/// Keeps the first [`MAX_DIAGNOSTICS`] of `diags`; returns how many it left out.
+pub fn truncate(diags: &mut Vec<Diagnostic>) -> usize {
+    let over = diags.len().saturating_sub(MAX_DIAGNOSTICS);
+    diags.truncate(MAX_DIAGNOSTICS);
+    over
+}
+
 /// The closest candidate to `word`, when one is close enough to be a likely typo.
 pub fn did_you_mean<'a>(
     word: &str,
@@ -178,6 +220,23 @@ mod tests {
         ]);
         assert_eq!(merged.len(), 2);
         assert_eq!(merged[0].clusters, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn a_capped_list_ends_with_how_many_more() {
+        let many: Vec<Diagnostic> = (1..=MAX_DIAGNOSTICS as u32 + 5)
+            .map(|line| Diagnostic::error("a.yaml", Pos { line, col: 1 }, "bad"))
+            .collect();
+        let kept = cap(many, 0);
+        assert_eq!(kept.len(), MAX_DIAGNOSTICS + 1);
+        let last = kept.last().unwrap();
+        assert!(last.is_error());
+        assert_eq!(last.line, MAX_DIAGNOSTICS as u32 + 1);
+        assert!(last.message.starts_with("5 more diagnostic(s) not shown"), "{last}");
+        assert!(last.message.contains("MAX_DIAGNOSTICS (1,000"), "{last}");
+        let few = vec![Diagnostic::warning("a.yaml", Pos::default(), "w")];
+        assert_eq!(cap(few.clone(), 0), few);
+        assert_eq!(cap(few, 3).last().unwrap().message.split(' ').next(), Some("3"));
     }
 
     #[test]

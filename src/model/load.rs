@@ -6,9 +6,10 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::budget::LoadBudget;
 use super::diag::Diagnostic;
 use super::schema::{check, schema_for_kind};
-use super::snapshot::{FileEntry, MAX_FILE_BYTES, RepoSnapshot};
+use super::snapshot::{FileEntry, MAX_FILE_BYTES, MAX_READ_BYTES, RepoSnapshot, is_yaml};
 use super::types::{API_VERSION, Cluster, ClusterProfile, Fleet};
 use super::yaml::{Pos, SpanIndex, YamlDoc, parse_documents};
 
@@ -48,9 +49,11 @@ pub const FLEET_FILES: [&str; 2] = ["fleet.yaml", "fleet.yml"];
 pub fn load(snapshot: &RepoSnapshot) -> (LoadedRepo, Vec<Diagnostic>) {
     let mut repo = LoadedRepo::default();
     let mut diags = Vec::new();
+    // Aliases and diagnostics are budgeted across the files (model/budget.rs).
+    let budget = &mut LoadBudget::default();
     for file in FLEET_FILES {
         if snapshot.get(file).is_some() {
-            for fleet in load_kind::<Fleet>(snapshot, file, "Fleet", &mut diags) {
+            for fleet in load_kind::<Fleet>(snapshot, file, "Fleet", budget, &mut diags) {
                 if repo.fleet.is_some() {
                     diags.push(
                         fleet.error("", "a second Fleet document; there must be one at most"),
@@ -63,17 +66,65 @@ pub fn load(snapshot: &RepoSnapshot) -> (LoadedRepo, Vec<Diagnostic>) {
     }
     for file in snapshot.yaml_files_under("clusters") {
         repo.clusters
-            .extend(load_kind::<Cluster>(snapshot, file, "Cluster", &mut diags));
+            .extend(load_kind::<Cluster>(snapshot, file, "Cluster", budget, &mut diags));
     }
     for file in snapshot.yaml_files_under("profiles") {
         repo.profiles.extend(load_kind::<ClusterProfile>(
             snapshot,
             file,
             "ClusterProfile",
+            budget,
             &mut diags,
         ));
     }
+    diags.extend(unlisted_problems(snapshot));
     (repo, diags)
+}
+
+/// Entries of `clusters/` and `profiles/` (or those directories themselves) that are not YAML
+/// files but stand where config could be: a directory linked from outside the repository is
+/// not read, and saying nothing would drop its clusters silently.
+fn unlisted_problems(snapshot: &RepoSnapshot) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    for dir in ["clusters", "profiles"] {
+        let paths = std::iter::once(dir).chain(snapshot.paths_under(dir));
+        for path in paths.filter(|p| !is_yaml(p)) {
+            if let Some(FileEntry::LinkOutside(_)) = snapshot.peek(path)
+                && let Err(d) = read_text(snapshot, path)
+            {
+                diags.push(d);
+            }
+        }
+    }
+    diags
+}
+
+/// Why a snapshot cannot be a fleet: it holds neither `fleet.yaml` nor any YAML file under
+/// `clusters/`. Rendering it as an empty fleet would count every cluster as removed (with
+/// `--prune`, deleted), so this is an error wherever a whole revision is rendered.
+pub fn not_a_fleet(snapshot: &RepoSnapshot) -> Option<Diagnostic> {
+    let has_fleet = FLEET_FILES.iter().any(|f| snapshot.contains(f));
+    // A link standing for `clusters/` (or inside it) counts: it is reported on its own.
+    let linked = |p: &str| matches!(snapshot.peek(p), Some(FileEntry::LinkOutside(_)));
+    let has_clusters = snapshot.yaml_files_under("clusters").next().is_some()
+        || linked("clusters")
+        || snapshot.paths_under("clusters").any(linked);
+    if has_fleet || has_clusters {
+        return None;
+    }
+    Some(
+        Diagnostic::error(
+            "",
+            Pos::default(),
+            "the repository holds neither fleet.yaml nor any cluster file (clusters/**/*.yaml), \
+             so it is not a config repository (an empty fleet would count every cluster as \
+             removed)",
+        )
+        .help(
+            "point cairn at the root of the fleet repository (the directory with fleet.yaml, \
+             clusters/ and profiles/), or for a fleet kept in a subdirectory, at that directory",
+        ),
+    )
 }
 
 /// The text of a file, or a diagnostic saying why it cannot be read.
@@ -97,12 +148,54 @@ pub fn read_text<'a>(snapshot: &'a RepoSnapshot, file: &str) -> Result<&'a str, 
             format!("symbolic link points outside the repository (to {target})"),
         )
         .help("copy the file into the repository instead of linking to it")),
+        Some(FileEntry::Control { line, col, code }) => Err(Diagnostic::error(
+            file,
+            Pos {
+                line: *line,
+                col: *col,
+            },
+            format!(
+                "{} in the file; YAML allows no control characters but tab, line feed and \
+                 carriage return",
+                describe_control(*code)
+            ),
+        )
+        .help("remove it (a NUL byte usually means a binary file or a damaged copy)")),
+        Some(FileEntry::OverBudget { size }) => Err(Diagnostic::error(
+            file,
+            top,
+            format!(
+                "not read: its {size} bytes would take the files read for this render past {} \
+                 MiB (budget MAX_READ_BYTES, sized for the controller's 256 MiB)",
+                MAX_READ_BYTES / 1024 / 1024
+            ),
+        )
+        .help(
+            "cairn reads fleet.yaml, clusters/, profiles/ and the files layers' globs match \
+             (each path once): make those files smaller or narrow the globs",
+        )),
+        Some(FileEntry::Unreadable(why)) => Err(Diagnostic::error(
+            file,
+            top,
+            format!("cannot read the file ({why})"),
+        )),
         None => Err(Diagnostic::error(
             file,
             top,
             "no such file in the repository",
         )),
     }
+}
+
+/// A control character for a message: `a NUL byte (U+0000)`.
+fn describe_control(code: u32) -> String {
+    let name = match code {
+        0 => "a NUL byte",
+        0x1b => "an escape character",
+        0x7f => "a DEL character",
+        _ => "a control character",
+    };
+    format!("{name} (U+{code:04X})")
 }
 
 /// Parses a file's YAML documents, or a diagnostic at the syntax error.
@@ -115,9 +208,13 @@ fn load_kind<T: DeserializeOwned>(
     snapshot: &RepoSnapshot,
     file: &str,
     kind: &str,
+    budget: &mut LoadBudget,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<Located<T>> {
-    let docs = match read_documents(snapshot, file) {
+    if budget.diagnostics_full(file, diags) {
+        return Vec::new();
+    }
+    let docs = match budget.read_documents(snapshot, file) {
         Ok(docs) => docs,
         Err(d) => {
             diags.push(d);
@@ -126,6 +223,9 @@ fn load_kind<T: DeserializeOwned>(
     };
     let mut out = Vec::new();
     for doc in docs {
+        if budget.diagnostics_full(file, diags) {
+            break;
+        }
         if let Some(located) = load_document(file, kind, doc, diags) {
             out.push(located);
         }

@@ -1,5 +1,6 @@
 //! The config repository: types, loading with source positions, and validation.
 
+pub mod budget;
 pub mod diag;
 pub mod load;
 pub mod schema;

@@ -109,6 +109,10 @@ impl<'a> Walker<'a> {
     }
 
     fn push(&mut self, pointer: &str, at_key: bool, message: String, help: Option<String>) {
+        // A document with a million unknown keys is reported in part (budget MAX_DIAGNOSTICS).
+        if self.findings.len() >= super::budget::MAX_DIAGNOSTICS {
+            return;
+        }
         self.findings.push(SchemaFinding {
             pointer: pointer.to_string(),
             at_key,

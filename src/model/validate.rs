@@ -793,9 +793,38 @@ pub fn dns_label(name: &str, max: usize) -> Result<(), String> {
     }
 }
 
+/// A DNS-1123 subdomain of at most `max` characters: DNS labels joined by dots, as most
+/// Kubernetes object names and API groups are.
+pub fn dns_subdomain(name: &str, max: usize) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".into());
+    }
+    if name.len() > max {
+        return Err(format!(
+            "is {} characters long; the limit is {max}",
+            name.len()
+        ));
+    }
+    if name.split('.').all(|label| dns_label(label, 63).is_ok()) {
+        Ok(())
+    } else {
+        Err("is not a DNS-1123 subdomain (lowercase letters, digits, '-' and '.')".into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subdomains() {
+        assert!(dns_subdomain("cluster.x-k8s.io", 253).is_ok());
+        assert!(dns_subdomain("prod-1", 253).is_ok());
+        for bad in ["", "a..b", ".a", "a.", "A.b", "a_b", "a/b"] {
+            assert!(dns_subdomain(bad, 253).is_err(), "{bad}");
+        }
+        assert!(dns_subdomain(&"a".repeat(254), 253).is_err());
+    }
 
     #[test]
     fn topological_order_is_stable_and_finds_cycles() {

@@ -3,8 +3,11 @@
 //! serde_yaml forgets where a value came from, and every diagnostic cairn prints must name a line
 //! and column. So documents are parsed from yaml-rust2's event stream into `serde_json::Value`
 //! (the form the rest of cairn works on) plus a [`SpanIndex`] from JSON pointer to position.
-//! Work on hostile input is bounded: nesting depth, and the number of nodes that aliases may
-//! expand to (the "billion laughs" attack), are capped.
+//! Work on hostile input is bounded: nesting depth is capped, and every node and every byte of
+//! scalar and key text a file produces, aliases expanded (the "billion laughs" attack), is
+//! charged to the file's budget ([`super::budget::MAX_YAML_NODES`] and
+//! [`super::budget::MAX_YAML_BYTES`], across all its documents), and optionally what aliases
+//! add to a budget shared by several files ([`parse_documents_within`]).
 
 use std::collections::HashMap;
 
@@ -12,10 +15,10 @@ use serde_json::{Map, Number, Value};
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+use super::budget::{Budget, Meter, Size};
+
 /// Deepest nesting of mappings and sequences accepted in one document.
 pub const MAX_DEPTH: usize = 128;
-/// Most nodes one document may expand to once aliases are resolved.
-pub const MAX_EXPANDED_NODES: usize = 2_000_000;
 
 /// A 1-based line and column in a source file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -95,10 +98,28 @@ pub fn escape_token(token: &str) -> String {
     }
 }
 
-/// Parses every document of `text`. Empty documents are dropped.
+/// Parses every document of `text` within one file's budgets. Empty documents are dropped.
 pub fn parse_documents(text: &str) -> Result<Vec<YamlDoc>, YamlError> {
+    parse(text, None)
+}
+
+/// [`parse_documents`], also charging what aliases add to `aliases`, a budget shared by several
+/// files (the config of a whole render).
+pub fn parse_documents_within(text: &str, aliases: &mut Meter) -> Result<Vec<YamlDoc>, YamlError> {
+    parse(text, Some(aliases))
+}
+
+fn parse(text: &str, aliases: Option<&mut Meter>) -> Result<Vec<YamlDoc>, YamlError> {
     let mut parser = Parser::new_from_str(text);
-    let mut builder = Builder::default();
+    let mut builder = Builder {
+        docs: Vec::new(),
+        stack: Vec::new(),
+        spans: SpanIndex::default(),
+        anchors: HashMap::new(),
+        doc_start: None,
+        meter: Meter::yaml(),
+        aliases,
+    };
     loop {
         let (event, mark) = parser.next_token().map_err(|e| YamlError {
             pos: Pos::from_marker(e.marker()),
@@ -118,44 +139,64 @@ enum Frame {
         items: Vec<Value>,
         pointer: String,
         anchor: usize,
-        nodes: usize,
+        size: Size,
     },
     Map {
         map: Map<String, Value>,
         pointer: String,
         anchor: usize,
-        nodes: usize,
+        size: Size,
         /// The key read, waiting for its value.
         pending_key: Option<String>,
     },
 }
 
-#[derive(Default)]
-struct Builder {
+struct Builder<'m> {
     docs: Vec<YamlDoc>,
     stack: Vec<Frame>,
     spans: SpanIndex,
-    /// Anchored values with the number of nodes each expands to.
-    anchors: HashMap<usize, (Value, usize)>,
-    expanded: usize,
+    /// Anchored values with what each expands to.
+    anchors: HashMap<usize, (Value, Size)>,
     doc_start: Option<Pos>,
+    /// Everything this file has produced, across its documents.
+    meter: Meter,
+    /// What aliases add, when several files share a budget for that.
+    aliases: Option<&'m mut Meter>,
 }
 
-impl Builder {
+/// Why a file is refused for going over `budget`.
+fn over_budget(pos: Pos, budget: Budget) -> YamlError {
+    YamlError {
+        pos,
+        message: format!(
+            "the file holds more than its {budget} allows by here; split it into smaller files"
+        ),
+    }
+}
+
+impl Builder<'_> {
+    /// Charges `size` to the file's budget.
+    fn charge(&mut self, size: Size, pos: Pos) -> Result<(), YamlError> {
+        self.meter.charge(size).map_err(|b| over_budget(pos, b))
+    }
+
     fn on_event(&mut self, event: Event, pos: Pos) -> Result<(), YamlError> {
         match event {
             Event::DocumentStart => {
+                self.charge(Size::DOCUMENT, pos)?;
                 self.spans = SpanIndex::default();
                 self.anchors.clear();
-                self.expanded = 0;
                 self.doc_start = None;
             }
             Event::Scalar(text, style, anchor, tag) => {
                 if self.awaiting_key() {
+                    self.charge(Size::entry(text.len()).plus(Size::SPAN), pos)?;
                     return self.take_key(text, pos);
                 }
+                let size = Size::scalar(text.len());
+                self.charge(size.plus(Size::SPAN), pos)?;
                 let value = resolve_scalar(&text, style, tag.as_ref(), pos)?;
-                self.finish_node(value, 1, anchor, pos)?;
+                self.finish_node(value, size, anchor, pos)?;
             }
             Event::Alias(id) => {
                 if self.awaiting_key() {
@@ -164,21 +205,31 @@ impl Builder {
                         message: "aliases are not supported as mapping keys".into(),
                     });
                 }
-                let (value, nodes) = self.anchors.get(&id).cloned().ok_or(YamlError {
-                    pos,
-                    message: "alias refers to an unknown anchor".into(),
-                })?;
-                self.expanded += nodes;
-                if self.expanded > MAX_EXPANDED_NODES {
+                let Some((_, size)) = self.anchors.get(&id) else {
                     return Err(YamlError {
                         pos,
-                        message: format!(
-                            "aliases expand this document to more than {MAX_EXPANDED_NODES} nodes; \
-                             refusing it as a likely alias bomb"
-                        ),
+                        message: "alias refers to an unknown anchor".into(),
                     });
+                };
+                let size = *size;
+                // Charged before the value is copied: the copy is what a bomb multiplies.
+                let bomb = |what: &str, budget: Budget| YamlError {
+                    pos,
+                    message: format!(
+                        "this alias expands {what} past its {budget}; refusing it as a likely \
+                         alias bomb"
+                    ),
+                };
+                self.meter
+                    .charge(size.plus(Size::SPAN))
+                    .map_err(|b| bomb("the file", b))?;
+                if let Some(shared) = self.aliases.as_deref_mut() {
+                    shared
+                        .charge(size)
+                        .map_err(|b| bomb("the configuration (fleet.yaml, clusters/, profiles/)", b))?;
                 }
-                self.finish_node(value, nodes, 0, pos)?;
+                let value = self.anchors.get(&id).map(|(v, _)| v.clone()).unwrap_or_default();
+                self.finish_node(value, size, 0, pos)?;
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if self.awaiting_key() {
@@ -194,6 +245,12 @@ impl Builder {
                         message: format!("nesting deeper than {MAX_DEPTH} levels"),
                     });
                 }
+                let size = if matches!(event, Event::SequenceStart(..)) {
+                    Size::sequence()
+                } else {
+                    Size::mapping()
+                };
+                self.charge(size.plus(Size::SPAN), pos)?;
                 let pointer = self.child_pointer();
                 self.record(&pointer, pos);
                 self.stack
@@ -202,32 +259,32 @@ impl Builder {
                             items: Vec::new(),
                             pointer,
                             anchor,
-                            nodes: 1,
+                            size,
                         }
                     } else {
                         Frame::Map {
                             map: Map::new(),
                             pointer,
                             anchor,
-                            nodes: 1,
+                            size,
                             pending_key: None,
                         }
                     });
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (value, nodes, anchor) = match self.stack.pop() {
+                let (value, size, anchor) = match self.stack.pop() {
                     Some(Frame::Seq {
                         items,
                         anchor,
-                        nodes,
+                        size,
                         ..
-                    }) => (Value::Array(items), nodes, anchor),
+                    }) => (Value::Array(items), size, anchor),
                     Some(Frame::Map {
-                        map, anchor, nodes, ..
-                    }) => (Value::Object(map), nodes, anchor),
+                        map, anchor, size, ..
+                    }) => (Value::Object(map), size, anchor),
                     None => return Ok(()),
                 };
-                self.attach(value, nodes, anchor);
+                self.attach(value, size, anchor);
             }
             Event::DocumentEnd | Event::StreamStart | Event::StreamEnd | Event::Nothing => {}
         }
@@ -249,11 +306,13 @@ impl Builder {
             map,
             pointer,
             pending_key,
+            size,
             ..
         }) = self.stack.last_mut()
         else {
             return Ok(());
         };
+        *size = size.plus(Size::entry(key.len()));
         let child = format!("{pointer}/{}", escape_token(&key));
         if map.contains_key(&key) {
             let first = self.spans.keys.get(&child).copied().unwrap_or_default();
@@ -310,20 +369,20 @@ impl Builder {
     fn finish_node(
         &mut self,
         value: Value,
-        nodes: usize,
+        size: Size,
         anchor: usize,
         pos: Pos,
     ) -> Result<(), YamlError> {
         let pointer = self.child_pointer();
         self.record(&pointer, pos);
-        self.attach(value, nodes, anchor);
+        self.attach(value, size, anchor);
         Ok(())
     }
 
     /// Puts a finished node into its parent, or ends the document when it is the root.
-    fn attach(&mut self, value: Value, nodes: usize, anchor: usize) {
+    fn attach(&mut self, value: Value, size: Size, anchor: usize) {
         if anchor != 0 {
-            self.anchors.insert(anchor, (value.clone(), nodes));
+            self.anchors.insert(anchor, (value.clone(), size));
         }
         match self.stack.last_mut() {
             None => {
@@ -336,21 +395,21 @@ impl Builder {
                 }
             }
             Some(Frame::Seq {
-                items, nodes: n, ..
+                items, size: s, ..
             }) => {
                 items.push(value);
-                *n += nodes;
+                *s = s.plus(size);
             }
             Some(Frame::Map {
                 map,
                 pending_key,
-                nodes: n,
+                size: s,
                 ..
             }) => {
                 if let Some(key) = pending_key.take() {
                     map.insert(key, value);
                 }
-                *n += nodes;
+                *s = s.plus(size);
             }
         }
     }
@@ -487,6 +546,57 @@ mod tests {
         }
         let err = parse_documents(&bomb).unwrap_err();
         assert!(err.message.contains("alias bomb"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_big_scalar_aliased_many_times_stops_at_the_byte_budget() {
+        let big = "x".repeat(1 << 20);
+        let mut text = format!("a: &big {big}\nb:\n");
+        for _ in 0..2_000 {
+            text.push_str("  - *big\n");
+        }
+        let err = parse_documents(&text).unwrap_err();
+        assert!(err.message.contains("MAX_YAML_BYTES"), "{}", err.message);
+        // The anchor and 62 aliases fit in 64 MiB; the 63rd alias does not.
+        assert_eq!(err.pos.line, 2 + 63);
+    }
+
+    #[test]
+    fn the_node_budget_counts_every_document_of_the_file() {
+        let mut one = String::from("---\nl0: &l0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..5 {
+            let refs = vec![format!("*l{}", i - 1); 10].join(", ");
+            one.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
+        }
+        // About 111,000 nodes a document: each fits alone, five do not.
+        assert!(parse_documents(&one).is_ok());
+        let err = parse_documents(&one.repeat(5)).unwrap_err();
+        assert!(err.message.contains("MAX_YAML_NODES"), "{}", err.message);
+        assert!(err.pos.line > 4 * 6, "refused in the fifth document: {:?}", err.pos);
+    }
+
+    #[test]
+    fn plain_text_is_charged_too() {
+        // 500,001 scalars read from the text, each with its position: past 64 MiB first.
+        let text = "- 1\n".repeat(crate::model::budget::MAX_YAML_NODES as usize + 1);
+        let err = parse_documents(&text).unwrap_err();
+        assert!(err.message.contains("MAX_YAML_BYTES"), "{}", err.message);
+        assert!(err.message.contains("split it"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_shared_meter_bounds_aliases_across_files() {
+        let file = "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\nb: [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n";
+        let mut shared = Meter::config_aliases();
+        let per_file = 10 * 10;
+        let fits = crate::model::budget::MAX_CONFIG_ALIAS_NODES / per_file;
+        for _ in 0..fits {
+            parse_documents_within(file, &mut shared).unwrap();
+        }
+        let err = parse_documents_within(file, &mut shared).unwrap_err();
+        assert!(err.message.contains("MAX_CONFIG_ALIAS_NODES"), "{}", err.message);
+        assert!(err.message.contains("alias bomb"), "{}", err.message);
+        assert!(parse_documents(file).is_ok(), "each file alone is fine");
     }
 
     #[test]

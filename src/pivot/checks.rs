@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::apply::health::control_plane_initialized;
-use crate::render::kinds::object_ref;
+use crate::render::kinds::{object_ref, str_at};
 
 pub const BLOCK_MOVE_ANNOTATION: &str = "clusterctl.cluster.x-k8s.io/block-move";
 pub const DELETE_FOR_MOVE_ANNOTATION: &str = "clusterctl.cluster.x-k8s.io/delete-for-move";
@@ -56,8 +56,8 @@ pub fn unserved<'a>(
         .filter(|(api_version, kind)| {
             let (group, version) = api_version.split_once('/').unwrap_or_default();
             !crds.iter().any(|crd| {
-                crd.pointer("/spec/group").and_then(Value::as_str) == Some(group)
-                    && crd.pointer("/spec/names/kind").and_then(Value::as_str) == Some(*kind)
+                str_at(crd, "/spec/group") == Some(group)
+                    && str_at(crd, "/spec/names/kind") == Some(*kind)
                     && crate::kube_client::is_established(crd)
                     && crd
                         .pointer("/spec/versions")

@@ -5,8 +5,7 @@
 use serde_json::{Value, json};
 
 use super::steps::JOURNAL_ANNOTATION;
-use crate::diff::key::ObjectKey;
-use crate::render::kinds::api_group;
+use crate::render::kinds::{ObjectKey, api_group};
 
 const SERVER_SET: [&str; 6] = [
     "uid",

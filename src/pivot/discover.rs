@@ -9,8 +9,8 @@ use serde_json::Value;
 use super::graph::ObjectGraph;
 use super::sequence::{MoveSequence, move_sequence};
 use crate::apply::api::{ApiError, ClusterApi};
-use crate::diff::key::ObjectKey;
 use crate::render::capi::CLUSTER_API;
+use crate::render::kinds::{ObjectKey, str_at};
 
 /// Label `clusterctl init` puts on every provider CRD.
 pub const CLUSTERCTL_LABEL: &str = "clusterctl.cluster.x-k8s.io";
@@ -56,7 +56,7 @@ impl Discovered {
 
 /// The storage version of a CRD, as `group/version`.
 fn storage_api_version(crd: &Value) -> Option<String> {
-    let group = crd.pointer("/spec/group")?.as_str()?;
+    let group = str_at(crd, "/spec/group")?;
     let version = crd
         .pointer("/spec/versions")?
         .as_array()?
@@ -82,12 +82,12 @@ pub fn move_types(crds: &[Value]) -> Vec<MoveType> {
     let mut types: Vec<MoveType> = crds
         .iter()
         // clusterctl's own inventory never moves.
-        .filter(|crd| crd.pointer("/spec/group").and_then(Value::as_str) != Some(CLUSTERCTL_LABEL))
-        .filter(|crd| crd.pointer("/spec/scope").and_then(Value::as_str) == Some("Namespaced"))
+        .filter(|crd| str_at(crd, "/spec/group") != Some(CLUSTERCTL_LABEL))
+        .filter(|crd| str_at(crd, "/spec/scope") == Some("Namespaced"))
         .filter_map(|crd| {
             Some(MoveType {
                 api_version: storage_api_version(crd)?,
-                kind: crd.pointer("/spec/names/kind")?.as_str()?.to_string(),
+                kind: str_at(crd, "/spec/names/kind")?.to_string(),
             })
         })
         .collect();

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::diff::key::ObjectKey;
+use crate::render::kinds::ObjectKey;
 
 /// Secret name suffixes CAPI gives a cluster's own Secrets (soft-owned by the Cluster).
 const CLUSTER_SECRET_SUFFIXES: [&str; 5] = ["kubeconfig", "ca", "etcd", "sa", "proxy"];

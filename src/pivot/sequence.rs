@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use super::graph::ObjectGraph;
-use crate::diff::key::ObjectKey;
+use crate::render::kinds::ObjectKey;
 
 /// Groups in creation order (delete from the source in reverse), and what could not be placed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -12,13 +12,14 @@ use super::{
     ObjectDiff, Preview, PreviewOptions, Reason, Revision, Summary, Warning, WarningKind,
     stage_objects,
 };
-use crate::diff::{ObjectKey, redact_pair, unified_diff};
+use crate::diff::{redact_pair, unified_diff};
 use crate::lifecycle::removal::is_protected;
 use crate::model::diag::Diagnostic;
 use crate::model::types::StageName;
 use crate::render::Bundle;
 use crate::render::capi::is_hashed_template;
 use crate::render::finalize::{HASH_LEN, LAYER_LABEL};
+use crate::render::kinds::{ObjectKey, api_group, str_at};
 
 /// Field changes listed per reason at most; the diff below shows the rest.
 const MAX_FIELD_CHANGES: usize = 6;
@@ -252,32 +253,29 @@ fn capi_cluster(bundle: &Bundle) -> Option<&Value> {
         .stages
         .iter()
         .flat_map(|s| s.objects.iter())
-        .find(|o| kind(o) == "Cluster" && group(o) == "cluster.x-k8s.io")
+        .find(|o| {
+            kind(o) == "Cluster"
+                && api_group(str_at(o, "/apiVersion").unwrap_or("")) == "cluster.x-k8s.io"
+        })
 }
 
 fn kind(obj: &Value) -> &str {
     obj.get("kind").and_then(Value::as_str).unwrap_or_default()
 }
 
-fn group(obj: &Value) -> &str {
-    let api = obj
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    match api.split_once('/') {
-        Some((g, _)) => g,
-        None => "",
-    }
-}
-
-fn str_at<'v>(obj: &'v Value, pointer: &str) -> Option<&'v str> {
-    obj.pointer(pointer).and_then(Value::as_str)
-}
-
 /// `<stem>-<10 hex>` → `<stem>`.
 pub(crate) fn template_stem(name: &str) -> Option<&str> {
     let (stem, hash) = name.rsplit_once('-')?;
     (hash.len() == HASH_LEN && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(stem)
+}
+
+/// The key of a hashed template with its name cut to `stem`: what a template and the one that
+/// replaces it (same stem, new hash) share.
+fn stem_key(key: &ObjectKey, stem: &str) -> ObjectKey {
+    ObjectKey {
+        name: stem.to_string(),
+        ..key.clone()
+    }
 }
 
 /// The objects that differ, stage by stage: creates, updates and replacements in head order,
@@ -290,22 +288,13 @@ fn object_diffs(base: Option<&Bundle>, head: Option<&Bundle>) -> Vec<ObjectDiff>
         let b_index: HashMap<&ObjectKey, &Value> = b.iter().map(|(k, v)| (k, *v)).collect();
         let h_keys: BTreeSet<&ObjectKey> = h.iter().map(|(k, _)| k).collect();
         // Base templates that left, by stem, to pair with the ones that replace them.
-        let mut gone_templates: HashMap<(String, String, String, String), &ObjectKey> =
-            HashMap::new();
+        let mut gone_templates: HashMap<ObjectKey, &ObjectKey> = HashMap::new();
         for (k, _) in &b {
             if !h_keys.contains(k)
                 && is_hashed_template(&k.kind)
                 && let Some(stem) = template_stem(&k.name)
             {
-                gone_templates.insert(
-                    (
-                        k.group.clone(),
-                        k.kind.clone(),
-                        k.namespace.clone(),
-                        stem.to_string(),
-                    ),
-                    k,
-                );
+                gone_templates.insert(stem_key(k, stem), k);
             }
         }
         let mut replaced: BTreeSet<&ObjectKey> = BTreeSet::new();
@@ -324,14 +313,7 @@ fn object_diffs(base: Option<&Bundle>, head: Option<&Bundle>) -> Vec<ObjectDiff>
                     let pair = is_hashed_template(&key.kind)
                         .then(|| template_stem(&key.name))
                         .flatten()
-                        .and_then(|stem| {
-                            gone_templates.remove(&(
-                                key.group.clone(),
-                                key.kind.clone(),
-                                key.namespace.clone(),
-                                stem.to_string(),
-                            ))
-                        });
+                        .and_then(|stem| gone_templates.remove(&stem_key(key, stem)));
                     match pair {
                         Some(old_key) => {
                             replaced.insert(old_key);

@@ -28,9 +28,10 @@ use serde_json::{Map, Value};
 use super::compare::relabel;
 use super::stage_objects;
 use crate::diff::redact::is_secret;
-use crate::diff::{ObjectKey, normalize, redact_pair, unified_diff};
+use crate::diff::{normalize, redact_pair, unified_diff};
 use crate::model::types::StageName;
 use crate::render::Bundle;
+use crate::render::kinds::ObjectKey;
 
 /// What is live in one cluster (management and workload side together), as fetched.
 #[derive(Clone, Debug)]

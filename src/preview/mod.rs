@@ -32,13 +32,13 @@ use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::diff::ObjectKey;
 use crate::model::diag::{Diagnostic, consolidate};
 use crate::model::load::LoadedRepo;
 use crate::model::snapshot::RepoSnapshot;
 use crate::model::types::StageName;
 use crate::model::validate::{ResolvedCluster, resolve};
 use crate::render::addons::ManifestCache;
+use crate::render::kinds::ObjectKey;
 use crate::render::{Bundle, render_cluster};
 use crate::source::{SourceError, snapshot_at};
 
@@ -542,6 +542,9 @@ pub fn prepare(base: &RepoSnapshot, head: &RepoSnapshot, opts: &PreviewOptions) 
     let mut base_diags = base_loaded.diagnostics.clone();
     base_diags.extend(base_more);
     let mut head_diags = head_loaded.diagnostics.clone();
+    // At head only (the full snapshot, not the selection): a base without a fleet is a change
+    // that creates the repository.
+    head_diags.extend(crate::model::load::not_a_fleet(head));
     head_diags.extend(head_more);
     let mut compared = Vec::new();
     let mut kept_base = BTreeMap::new();

@@ -179,11 +179,12 @@ pub(crate) fn select(base: &RepoSnapshot, head: &RepoSnapshot, full: bool) -> Se
     let probes: Vec<(&str, Probed)> = all_cluster_files
         .par_iter()
         .map(|path| {
-            let (b, h) = (base.get(path), head.get(path));
+            let b = base.get(path);
             let pb = b.map(|_| probe_clusters(b));
-            let ph = if b.is_some() && b == h {
+            let ph = if b.is_some() && base.same_entry(head, path) {
                 pb.clone()
             } else {
+                let h = head.get(path);
                 h.map(|_| probe_clusters(h))
             };
             (*path, (pb, ph))
@@ -332,7 +333,7 @@ fn changed_paths<'a>(base: &'a RepoSnapshot, head: &'a RepoSnapshot) -> Vec<&'a 
     let paths: BTreeSet<&str> = base.paths().chain(head.paths()).collect();
     paths
         .into_iter()
-        .filter(|p| base.get(p) != head.get(p))
+        .filter(|p| !base.same_entry(head, p))
         .collect()
 }
 
@@ -357,12 +358,8 @@ fn profiles_of(snapshot: &RepoSnapshot) -> Option<Vec<(String, Vec<ProfileProbe>
 /// The snapshot without the cluster files not in `keep`.
 fn reduced(snapshot: &RepoSnapshot, keep: &BTreeSet<&str>) -> RepoSnapshot {
     let cluster_files: BTreeSet<&str> = snapshot.yaml_files_under("clusters").collect();
-    let files = snapshot
-        .paths()
-        .filter(|p| !cluster_files.contains(p) || keep.contains(p))
-        .filter_map(|p| snapshot.get(p).map(|e| (p.to_string(), e.clone())))
-        .collect();
-    RepoSnapshot::from_entries(files)
+    // Shares the entries, so files not read yet are read (and charged) at most once.
+    snapshot.retain(|p| !cluster_files.contains(p) || keep.contains(p))
 }
 
 #[cfg(test)]

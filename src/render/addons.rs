@@ -14,7 +14,7 @@ use globset::GlobBuilder;
 use serde_json::Value;
 
 use super::envsubst::{referenced, substitute};
-use super::kinds::{compare_objects, is_builtin_cluster_scoped, object_key, object_ref};
+use super::kinds::{ObjectKey, compare_objects, is_builtin_cluster_scoped, object_ref, str_at};
 use crate::model::diag::Diagnostic;
 use crate::model::load::{Located, read_text};
 use crate::model::snapshot::{FileEntry, RepoSnapshot};
@@ -39,8 +39,6 @@ const UNIQUE_PER_CLUSTER: &[&str] = &["CLUSTER_NAME", "CLUSTER_NAMESPACE"];
 
 /// The files a layer's globs expand to.
 type LayerFiles = Arc<Result<Vec<String>, Vec<Diagnostic>>>;
-/// apiVersion group, kind, namespace and name of an object.
-type ObjectKey = (String, String, String, String);
 
 /// Shared across the clusters of one render.
 #[derive(Default)]
@@ -265,6 +263,10 @@ fn substitute_and_parse(
     let mut out = Vec::with_capacity(docs.len());
     let mut diags = Vec::new();
     for doc in docs {
+        // A file of a million broken documents is reported in part (budget MAX_DIAGNOSTICS).
+        if diags.len() >= crate::model::budget::MAX_DIAGNOSTICS {
+            break;
+        }
         for (at, value) in list_items(doc.value) {
             let start = match at.is_empty() {
                 true => doc.start,
@@ -424,7 +426,7 @@ pub fn render_layers<'a>(
                     );
                 }
                 let obj = place_in_namespace(doc.value, layer, &cluster_scoped_crds);
-                let key = object_key(&obj);
+                let key = ObjectKey::of(&obj);
                 if let Some((file, pos, first_layer)) = defined.get(&key) {
                     diags.push(
                         Diagnostic::error(
@@ -504,8 +506,8 @@ fn cluster_scoped_custom_kinds(layers: &[(&Layer, Vec<ManifestDoc>)]) -> HashSet
         .iter()
         .flat_map(|(_, docs)| docs)
         .filter(|d| d.value.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition"))
-        .filter(|d| d.value.pointer("/spec/scope").and_then(Value::as_str) == Some("Cluster"))
-        .filter_map(|d| d.value.pointer("/spec/names/kind").and_then(Value::as_str))
+        .filter(|d| str_at(&d.value, "/spec/scope") == Some("Cluster"))
+        .filter_map(|d| str_at(&d.value, "/spec/names/kind"))
         .map(str::to_string)
         .collect()
 }

@@ -4,8 +4,13 @@
 //! is unset or empty; `${NAME=default}` and `${NAME-default}` only when it is unset; `$${NAME}`
 //! is the literal `${NAME}`. A bare `$NAME` is left alone on purpose: shell snippets in
 //! ConfigMaps are full of them, and substituting them silently breaks those scripts.
+//!
+//! The output is bounded by [`MAX_SUBSTITUTED_BYTES`]: one large variable used many times is
+//! refused at the reference that would go over, before anything that size is allocated.
 
 use std::collections::BTreeMap;
+
+use crate::model::budget::{Budget, MAX_SUBSTITUTED_BYTES};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubstError {
@@ -38,12 +43,22 @@ pub fn referenced(text: &str) -> Vec<String> {
     names
 }
 
-/// Substitutes every reference; collects every unset variable and malformed reference.
+/// Substitutes every reference; collects every unset variable and malformed reference. Stops
+/// at the first reference that would take the output past [`MAX_SUBSTITUTED_BYTES`].
 pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String, Vec<SubstError>> {
+    substitute_within(text, vars, MAX_SUBSTITUTED_BYTES as usize)
+}
+
+/// [`substitute`] with the output limited to `limit` bytes.
+fn substitute_within(
+    text: &str,
+    vars: &BTreeMap<String, String>,
+    limit: usize,
+) -> Result<String, Vec<SubstError>> {
     if !text.contains('$') {
         return Ok(text.to_string());
     }
-    let mut out = String::with_capacity(text.len());
+    let mut out = String::with_capacity(text.len().min(limit));
     let mut errors = Vec::new();
     let mut last = 0;
     for piece in scan(text) {
@@ -55,13 +70,34 @@ pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String,
                 last = at + 2;
             }
             Ok(Piece::Ref(r)) => {
-                out.push_str(&text[last..r.start]);
                 let value = vars.get(r.name).map(String::as_str);
-                match (value, r.default) {
-                    (Some(v), Some((d, true))) if v.is_empty() => out.push_str(d),
-                    (Some(v), _) => out.push_str(v),
-                    (None, Some((d, _))) => out.push_str(d),
-                    (None, None) => errors.push(SubstError {
+                let replacement = match (value, r.default) {
+                    (Some(v), Some((d, true))) if v.is_empty() => Some(d),
+                    (Some(v), _) => Some(v),
+                    (None, Some((d, _))) => Some(d),
+                    (None, None) => None,
+                };
+                let grown = out.len() + (r.start - last) + replacement.map_or(0, str::len);
+                if grown > limit {
+                    errors.push(SubstError {
+                        offset: r.start,
+                        message: format!(
+                            "substituting `${{{}}}` here takes the manifest past its {}",
+                            r.name,
+                            Budget::SubstitutedBytes
+                        ),
+                        help: Some(
+                            "a large value used many times multiplies: keep big content in its \
+                             own file, or reference it fewer times"
+                                .into(),
+                        ),
+                    });
+                    return Err(errors);
+                }
+                out.push_str(&text[last..r.start]);
+                match replacement {
+                    Some(v) => out.push_str(v),
+                    None => errors.push(SubstError {
                         offset: r.start,
                         message: format!("variable `{}` is not set", r.name),
                         help: Some(format!(
@@ -74,6 +110,18 @@ pub fn substitute(text: &str, vars: &BTreeMap<String, String>) -> Result<String,
                 last = r.end;
             }
         }
+    }
+    if out.len() + (text.len() - last) > limit {
+        // Only reachable when the text itself is near the limit: the file budget bounds it.
+        errors.push(SubstError {
+            offset: last,
+            message: format!(
+                "the manifest is past its {} after substitution",
+                Budget::SubstitutedBytes
+            ),
+            help: None,
+        });
+        return Err(errors);
     }
     out.push_str(&text[last..]);
     if errors.is_empty() {
@@ -202,6 +250,27 @@ mod tests {
         assert!(substitute("${A", &vars(&[])).is_err());
         assert!(substitute("${1A}", &vars(&[])).is_err());
         assert!(substitute("${A?x}", &vars(&[("A", "1")])).is_err());
+    }
+
+    #[test]
+    fn output_past_the_budget_is_refused_at_the_reference() {
+        let v = vars(&[("BIG", "0123456789")]);
+        assert_eq!(substitute_within("${BIG}${BIG}", &v, 20).unwrap().len(), 20);
+        let errs = substitute_within("a: ${BIG}\nb: ${BIG}\nc: ${BIG}\n", &v, 30).unwrap_err();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].offset, 23, "the third reference");
+        assert!(errs[0].message.contains("MAX_SUBSTITUTED_BYTES"), "{}", errs[0].message);
+        assert!(errs[0].message.contains("`${BIG}`"), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn a_mebibyte_used_ten_thousand_times_stops_at_sixteen() {
+        let v = vars(&[("BIG", &"x".repeat(1 << 20))]);
+        let text = "- ${BIG}\n".repeat(10_000);
+        let errs = substitute(&text, &v).unwrap_err();
+        assert!(errs[0].message.contains("16 MiB"), "{}", errs[0].message);
+        // Fifteen fit (with their `- ` and newlines), the sixteenth does not.
+        assert_eq!(errs[0].offset, 15 * 9 + 2);
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! What cairn knows about Kubernetes kinds without asking a server: their order in a bundle,
-//! whether they are cluster-scoped, and their resource names. One table each, so the rules live
-//! in one place.
+//! What cairn knows about Kubernetes kinds and objects without asking a server: their order in a
+//! bundle, whether they are cluster-scoped, their resource names, and how an object is named
+//! ([`ObjectKey`], [`object_ref`]) and read ([`str_at`]). One table each, so the rules live in
+//! one place; everything above `render` (diff, apply, pivot, preview) names objects with these.
 
 use std::cmp::Ordering;
+use std::fmt;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Order of kinds in a stage: CRDs, Namespaces, RBAC, classes, then the rest (DESIGN.md §2).
@@ -96,41 +99,67 @@ pub fn resource_name(kind: &str) -> String {
     }
 }
 
-fn str_at<'a>(obj: &'a Value, pointer: &str) -> &'a str {
-    obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+/// The string at JSON `pointer` in `obj`; `None` when absent or not a string. Callers that
+/// treat a missing field as empty write `str_at(obj, p).unwrap_or("")`.
+pub fn str_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
+    obj.pointer(pointer).and_then(Value::as_str)
 }
 
-/// The identity of an object: group, kind, namespace, name.
-pub fn object_key(obj: &Value) -> (String, String, String, String) {
-    (
-        api_group(str_at(obj, "/apiVersion")).to_string(),
-        str_at(obj, "/kind").to_string(),
-        str_at(obj, "/metadata/namespace").to_string(),
-        str_at(obj, "/metadata/name").to_string(),
-    )
+/// The identity of an object across revisions and API versions: group, kind, namespace, name.
+/// What inventories record, plans name and duplicate checks compare. The API version is not part
+/// of it, so an object whose apiVersion moves from `v1beta1` to `v1beta2` within its group stays
+/// the same object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectKey {
+    /// API group, `""` for the core group.
+    pub group: String,
+    pub kind: String,
+    /// `""` for cluster-scoped objects.
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// The key of an object; a missing field reads as `""`.
+    pub fn of(obj: &Value) -> ObjectKey {
+        let field = |p: &str| str_at(obj, p).unwrap_or("").to_string();
+        ObjectKey {
+            group: api_group(str_at(obj, "/apiVersion").unwrap_or("")).to_string(),
+            kind: field("/kind"),
+            namespace: field("/metadata/namespace"),
+            name: field("/metadata/name"),
+        }
+    }
+}
+
+/// `Kind/namespace/name`, or `Kind/name` when cluster-scoped, as [`object_ref`] names objects.
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{}/{}", self.kind, self.name)
+        } else {
+            write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+        }
+    }
 }
 
 /// `Kind/namespace/name` (or `Kind/name` when cluster-scoped), as errors name objects.
 pub fn object_ref(obj: &Value) -> String {
-    let (_, kind, ns, name) = object_key(obj);
-    if ns.is_empty() {
-        format!("{kind}/{name}")
-    } else {
-        format!("{kind}/{ns}/{name}")
-    }
+    ObjectKey::of(obj).to_string()
 }
 
 /// The canonical order of objects in a stage: kind rank, then namespace and name, with kind and
 /// apiVersion breaking the remaining ties so the order is total.
 pub fn compare_objects(a: &Value, b: &Value) -> Ordering {
     let key = |o: &Value| {
-        let kind = str_at(o, "/kind");
+        let field = |p: &str| str_at(o, p).unwrap_or("");
+        let kind = field("/kind");
         (
             kind_rank(kind),
-            str_at(o, "/metadata/namespace").to_string(),
-            str_at(o, "/metadata/name").to_string(),
+            field("/metadata/namespace").to_string(),
+            field("/metadata/name").to_string(),
             kind.to_string(),
-            str_at(o, "/apiVersion").to_string(),
+            field("/apiVersion").to_string(),
         )
     };
     key(a).cmp(&key(b))
@@ -153,6 +182,31 @@ mod tests {
         ] {
             assert_eq!(resource_name(kind), plural);
         }
+    }
+
+    #[test]
+    fn key_ignores_version_and_displays_like_object_ref() {
+        let v1 = json!({"apiVersion": "cluster.x-k8s.io/v1beta1", "kind": "Cluster",
+                        "metadata": {"namespace": "prod", "name": "prod"}});
+        let v2 = json!({"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",
+                        "metadata": {"namespace": "prod", "name": "prod"}});
+        let key = ObjectKey::of(&v2);
+        assert_eq!(ObjectKey::of(&v1), key);
+        assert_eq!(key.group, "cluster.x-k8s.io");
+        assert_eq!(key.to_string(), object_ref(&v2));
+        assert_eq!(key.to_string(), "Cluster/prod/prod");
+
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prod"}});
+        assert_eq!(ObjectKey::of(&ns).to_string(), "Namespace/prod");
+        assert_eq!(ObjectKey::of(&ns).group, "");
+    }
+
+    #[test]
+    fn str_at_reads_strings_only() {
+        let obj = json!({"metadata": {"name": "a", "generation": 2}});
+        assert_eq!(str_at(&obj, "/metadata/name"), Some("a"));
+        assert_eq!(str_at(&obj, "/metadata/generation"), None);
+        assert_eq!(str_at(&obj, "/metadata/namespace"), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod yaml;
 use rayon::prelude::*;
 use serde_json::Value;
 
-use crate::model::diag::{Diagnostic, consolidate};
+use crate::model::diag::{Diagnostic, cap, consolidate, truncate};
 use crate::model::load::LoadedRepo;
 use crate::model::snapshot::RepoSnapshot;
 use crate::model::types::{Fleet, StageName};
@@ -130,6 +130,7 @@ where
     F: Fn(Bundle) -> Result<(), Diagnostic> + Sync,
 {
     let (repo, mut diags) = crate::model::load(snapshot);
+    diags.extend(crate::model::load::not_a_fleet(snapshot));
     let (resolved, more) = resolve(&repo);
     diags.extend(more);
     diags.extend(unknown_selected(&repo, only));
@@ -139,7 +140,7 @@ where
         .collect();
     let fleet = repo.fleet.as_ref().map(|f| &f.doc);
     let cache = ManifestCache::default();
-    let rendered: Vec<Vec<Diagnostic>> = selected
+    let rendered: Vec<(Vec<Diagnostic>, usize)> = selected
         .par_iter()
         .map(|rc| {
             let mut local = Vec::new();
@@ -148,11 +149,17 @@ where
                     local.push(d);
                 }
             }
-            local
+            // Each cluster keeps at most MAX_DIAGNOSTICS until they are merged and capped.
+            let dropped = truncate(&mut local);
+            (local, dropped)
         })
         .collect();
-    diags.extend(rendered.into_iter().flatten());
-    consolidate(diags)
+    let mut dropped = 0;
+    for (local, left_out) in rendered {
+        diags.extend(local);
+        dropped += left_out;
+    }
+    cap(consolidate(diags), dropped)
 }
 
 /// Renders and collects every bundle in memory (tests, previews, small fleets).

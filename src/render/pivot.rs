@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use super::capi::{BOOTSTRAP_API, CLUSTER_API, CONTROL_PLANE_API, INFRA_API, provider_kinds};
-use super::kinds::{api_group, resource_name};
-use crate::model::types::Fleet;
+use super::kinds::{api_group, resource_name, str_at};
+use crate::model::types::{Fleet, StageName};
 use crate::model::validate::ResolvedCluster;
 
 pub const AGENT_NAMESPACE: &str = "cairn-system";
@@ -52,6 +52,8 @@ pub fn pivot_objects(rc: &ResolvedCluster, fleet: &Fleet, addon_objects: &[Value
         binding("RoleBinding", "Role", Some(rc.name)),
         agent_role(credentials.as_deref()),
         binding("RoleBinding", "Role", Some(ns)),
+        addons_inventory_role(rc),
+        binding("RoleBinding", "Role", Some(INVENTORY_NAMESPACE)),
         json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": format!("{AGENT_NAME}-config"), "namespace": ns},
@@ -82,7 +84,7 @@ fn with_source_url(objects: &[Value], url: &str) -> Vec<Value> {
             let mut obj = obj.clone();
             let is_config =
                 obj["kind"] == "ConfigMap" && obj["metadata"]["name"] == config_name.as_str();
-            let text = obj.pointer("/data/config.yaml").and_then(Value::as_str);
+            let text = str_at(&obj, "/data/config.yaml");
             if let (true, Some(Ok(mut config))) =
                 (is_config, text.map(serde_yaml::from_str::<Value>))
             {
@@ -225,12 +227,39 @@ fn capi_role(rc: &ResolvedCluster) -> Value {
                "resources": [resource_name(infra_cluster), resource_name(infra_template)], "verbs": WRITE_VERBS}),
         json!({"apiGroups": ["infrastructure.cluster.x-k8s.io"], "resources": [resource_name(infra_machine)], "verbs": ["get", "list", "watch"]}),
         json!({"apiGroups": [""], "resources": ["secrets", "configmaps"], "verbs": ["get", "list", "watch"]}),
+        inventory_rule(rc, &[StageName::Bootstrap, StageName::Workload]),
     ];
     json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": {"name": AGENT_NAME, "namespace": rc.name},
         "rules": rules,
+    })
+}
+
+/// Where the add-ons stage's inventory lives in a workload cluster.
+const INVENTORY_NAMESPACE: &str = "kube-system";
+
+/// Recording what a stage applied (server-side apply of `cairn-inventory-<cluster>-<stage>`),
+/// by name: whatever the add-ons are, and nothing else of that namespace.
+fn inventory_rule(rc: &ResolvedCluster, stages: &[StageName]) -> Value {
+    let names: Vec<Value> = stages
+        .iter()
+        .map(|&stage| {
+            crate::apply::inventory::inventory_object(rc.name, stage, &[])["metadata"]["name"]
+                .clone()
+        })
+        .collect();
+    json!({"apiGroups": [""], "resources": ["configmaps"], "resourceNames": names, "verbs": ["get", "create", "update", "patch"]})
+}
+
+/// Rights in kube-system: the add-ons stage's inventory only.
+fn addons_inventory_role(rc: &ResolvedCluster) -> Value {
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": AGENT_NAME, "namespace": INVENTORY_NAMESPACE},
+        "rules": [inventory_rule(rc, &[StageName::Addons])],
     })
 }
 

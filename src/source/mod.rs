@@ -21,7 +21,7 @@ use git2::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::model::snapshot::RepoSnapshot;
+use crate::model::snapshot::{RepoSnapshot, SnapshotError};
 
 use url::UrlKind;
 pub use url::strip_userinfo;
@@ -134,6 +134,13 @@ pub enum SourceError {
         repo: String,
         revision: String,
         detail: String,
+    },
+    #[error("the files of {revision} in {repo} are more than cairn reads")]
+    OverBudget {
+        repo: String,
+        revision: String,
+        #[source]
+        source: Box<SnapshotError>,
     },
 }
 
@@ -268,8 +275,16 @@ impl Mirror {
             self.display_url()
         );
         let commit = find_commit(&repo, revision, &location)?;
-        let tree = commit.tree().map_err(|e| self.corrupt(e))?;
-        tree::read_tree(&repo, &tree).map_err(|e| self.corrupt(e))
+        let tree = commit.tree_id();
+        drop(commit);
+        tree::read_tree(repo, tree).map_err(|failed| match failed {
+            tree::Failed::Git(e) => self.corrupt(e),
+            tree::Failed::Budget(source) => SourceError::OverBudget {
+                repo: self.display_url(),
+                revision: revision.to_string(),
+                source: Box::new(source),
+            },
+        })
     }
 
     fn repo(&self) -> Result<Repository, SourceError> {
@@ -519,14 +534,21 @@ pub fn snapshot_at(repo_path: &Path, revspec: &str) -> Result<(String, RepoSnaps
     })?;
     let location = repo_path.display().to_string();
     let commit = find_commit(&repo, revspec, &location)?;
-    let read_err = |e: git2::Error| SourceError::ReadTree {
-        repo: location.clone(),
-        revision: revspec.to_string(),
-        detail: clean(&e),
-    };
-    let tree = commit.tree().map_err(read_err)?;
-    let snapshot = tree::read_tree(&repo, &tree).map_err(read_err)?;
-    Ok((commit.id().to_string(), snapshot))
+    let (id, tree) = (commit.id().to_string(), commit.tree_id());
+    drop(commit);
+    let snapshot = tree::read_tree(repo, tree).map_err(|failed| match failed {
+        tree::Failed::Git(e) => SourceError::ReadTree {
+            repo: location.clone(),
+            revision: revspec.to_string(),
+            detail: clean(&e),
+        },
+        tree::Failed::Budget(source) => SourceError::OverBudget {
+            repo: location.clone(),
+            revision: revspec.to_string(),
+            source: Box::new(source),
+        },
+    })?;
+    Ok((id, snapshot))
 }
 
 fn find_commit<'r>(

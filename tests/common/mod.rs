@@ -73,27 +73,23 @@ pub fn cairn_measured<S: AsRef<OsStr>>(
     cwd: &Path,
     args: impl IntoIterator<Item = S>,
 ) -> (Run, u64) {
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    use std::os::unix::process::ExitStatusExt;
+    // The cap is set by a shell that then execs cairn, not by a `pre_exec` hook: that hook makes
+    // std fork (copying this test process's resident pages into the child's peak) instead of
+    // spawning with vfork semantics, and the peak must be cairn's own.
+    let mut command = Command::new("/bin/sh");
     command
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v {} && exec \"$0\" \"$@\"",
+            MEASURED_ADDRESS_SPACE / 1024
+        ))
+        .arg(env!("CARGO_BIN_EXE_cairn"))
         .args(args)
         .current_dir(cwd)
         .env_remove("CAIRN_LOG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: MEASURED_ADDRESS_SPACE,
-                rlim_max: MEASURED_ADDRESS_SPACE,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     let mut child = command.spawn().expect("run the cairn binary");
     // Drain the pipes on threads so a chatty child never blocks on a full pipe.
     let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {

@@ -20,7 +20,7 @@ pub const CLUSTER_NAME_LABEL: &str = "cluster.x-k8s.io/cluster-name";
 
 /// The string at `pointer`, or "".
 pub fn s<'a>(obj: &'a Value, pointer: &str) -> &'a str {
-    obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+    crate::render::kinds::str_at(obj, pointer).unwrap_or("")
 }
 
 /// A copy of the value at `pointer`, or null.
