@@ -184,7 +184,8 @@ async fn removal_keeps_a_namespace_cairn_did_not_create() {
     let gone = api.get(&namespace_ref("made-by-cairn")).await.unwrap();
     // A namespace being deleted may linger while it is finalized; it is on its way out.
     assert!(
-        gone.as_ref().is_none_or(|ns| ns["metadata"]["deletionTimestamp"].is_string()),
+        gone.as_ref()
+            .is_none_or(|ns| ns["metadata"]["deletionTimestamp"].is_string()),
         "{gone:?}"
     );
 }

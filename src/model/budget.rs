@@ -84,8 +84,9 @@ pub const RENDER_MEMORY_CEILING: u64 = 192 * MIB;
 /// of the repository, or one manifest after substitution. Counted across all the documents of
 /// the file, so forty documents of a million alias nodes are not forty budgets.
 pub const MAX_YAML_NODES: u64 = 500_000;
-/// Memory one YAML parse may build (estimated, see [`Size`]), aliases expanded: a 1 MiB anchor
-/// may be used 62 times, not 2,000.
+/// Memory one YAML parse may build (estimated, see [`Size`]), aliases expanded and anchors
+/// counted twice (the parser keeps a copy for the aliases): a 1 MiB anchor may be used 61 times,
+/// not 2,000.
 pub const MAX_YAML_BYTES: u64 = 64 * MIB;
 /// Nodes that aliases may add across every config file of a render (fleet.yaml, clusters/,
 /// profiles/): the loaded model keeps them until the render ends, so per-file budgets alone
@@ -447,7 +448,10 @@ mod tests {
         assert_eq!(m.charge(Size::new(MAX_PATCH_NODES, 1)), Ok(()));
         assert_eq!(m.charge(Size::new(1, 0)), Err(Budget::PatchNodes));
         assert_eq!(m.used(), Size::new(MAX_PATCH_NODES, 1));
-        assert_eq!(m.charge(Size::new(0, MAX_PATCH_BYTES)), Err(Budget::PatchBytes));
+        assert_eq!(
+            m.charge(Size::new(0, MAX_PATCH_BYTES)),
+            Err(Budget::PatchBytes)
+        );
         assert_eq!(m.remaining(), Size::new(0, MAX_PATCH_BYTES - 1));
     }
 

@@ -232,11 +232,17 @@ mod tests {
         let last = kept.last().unwrap();
         assert!(last.is_error());
         assert_eq!(last.line, MAX_DIAGNOSTICS as u32 + 1);
-        assert!(last.message.starts_with("5 more diagnostic(s) not shown"), "{last}");
+        assert!(
+            last.message.starts_with("5 more diagnostic(s) not shown"),
+            "{last}"
+        );
         assert!(last.message.contains("MAX_DIAGNOSTICS (1,000"), "{last}");
         let few = vec![Diagnostic::warning("a.yaml", Pos::default(), "w")];
         assert_eq!(cap(few.clone(), 0), few);
-        assert_eq!(cap(few, 3).last().unwrap().message.split(' ').next(), Some("3"));
+        assert_eq!(
+            cap(few, 3).last().unwrap().message.split(' ').next(),
+            Some("3")
+        );
     }
 
     #[test]

@@ -65,8 +65,9 @@ pub fn load(snapshot: &RepoSnapshot) -> (LoadedRepo, Vec<Diagnostic>) {
         }
     }
     for file in snapshot.yaml_files_under("clusters") {
-        repo.clusters
-            .extend(load_kind::<Cluster>(snapshot, file, "Cluster", budget, &mut diags));
+        repo.clusters.extend(load_kind::<Cluster>(
+            snapshot, file, "Cluster", budget, &mut diags,
+        ));
     }
     for file in snapshot.yaml_files_under("profiles") {
         repo.profiles.extend(load_kind::<ClusterProfile>(

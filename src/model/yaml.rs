@@ -224,11 +224,15 @@ impl Builder<'_> {
                     .charge(size.plus(Size::SPAN))
                     .map_err(|b| bomb("the file", b))?;
                 if let Some(shared) = self.aliases.as_deref_mut() {
-                    shared
-                        .charge(size)
-                        .map_err(|b| bomb("the configuration (fleet.yaml, clusters/, profiles/)", b))?;
+                    shared.charge(size).map_err(|b| {
+                        bomb("the configuration (fleet.yaml, clusters/, profiles/)", b)
+                    })?;
                 }
-                let value = self.anchors.get(&id).map(|(v, _)| v.clone()).unwrap_or_default();
+                let value = self
+                    .anchors
+                    .get(&id)
+                    .map(|(v, _)| v.clone())
+                    .unwrap_or_default();
                 self.finish_node(value, size, 0, pos)?;
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
@@ -284,7 +288,7 @@ impl Builder<'_> {
                     }) => (Value::Object(map), size, anchor),
                     None => return Ok(()),
                 };
-                self.attach(value, size, anchor);
+                self.attach(value, size, anchor, pos)?;
             }
             Event::DocumentEnd | Event::StreamStart | Event::StreamEnd | Event::Nothing => {}
         }
@@ -375,13 +379,20 @@ impl Builder<'_> {
     ) -> Result<(), YamlError> {
         let pointer = self.child_pointer();
         self.record(&pointer, pos);
-        self.attach(value, size, anchor);
-        Ok(())
+        self.attach(value, size, anchor, pos)
     }
 
-    /// Puts a finished node into its parent, or ends the document when it is the root.
-    fn attach(&mut self, value: Value, size: Size, anchor: usize) {
+    /// Puts a finished node into its parent, or ends the document when it is the root. An
+    /// anchored node is kept a second time, for its aliases, and charged again for that.
+    fn attach(
+        &mut self,
+        value: Value,
+        size: Size,
+        anchor: usize,
+        pos: Pos,
+    ) -> Result<(), YamlError> {
         if anchor != 0 {
+            self.charge(size, pos)?;
             self.anchors.insert(anchor, (value.clone(), size));
         }
         match self.stack.last_mut() {
@@ -394,9 +405,7 @@ impl Builder<'_> {
                     });
                 }
             }
-            Some(Frame::Seq {
-                items, size: s, ..
-            }) => {
+            Some(Frame::Seq { items, size: s, .. }) => {
                 items.push(value);
                 *s = s.plus(size);
             }
@@ -412,6 +421,7 @@ impl Builder<'_> {
                 *s = s.plus(size);
             }
         }
+        Ok(())
     }
 }
 
@@ -557,8 +567,9 @@ mod tests {
         }
         let err = parse_documents(&text).unwrap_err();
         assert!(err.message.contains("MAX_YAML_BYTES"), "{}", err.message);
-        // The anchor and 62 aliases fit in 64 MiB; the 63rd alias does not.
-        assert_eq!(err.pos.line, 2 + 63);
+        // The anchor (kept twice: in the tree and for its aliases) and 61 aliases fit in 64 MiB;
+        // the 62nd alias does not.
+        assert_eq!(err.pos.line, 2 + 62);
     }
 
     #[test]
@@ -568,11 +579,16 @@ mod tests {
             let refs = vec![format!("*l{}", i - 1); 10].join(", ");
             one.push_str(&format!("l{i}: &l{i} [{refs}]\n"));
         }
-        // About 111,000 nodes a document: each fits alone, five do not.
+        // About 123,000 nodes a document, and as many again for the anchors kept for their
+        // aliases: each document fits alone, three do not.
         assert!(parse_documents(&one).is_ok());
-        let err = parse_documents(&one.repeat(5)).unwrap_err();
+        let err = parse_documents(&one.repeat(3)).unwrap_err();
         assert!(err.message.contains("MAX_YAML_NODES"), "{}", err.message);
-        assert!(err.pos.line > 4 * 6, "refused in the fifth document: {:?}", err.pos);
+        assert!(
+            err.pos.line > 2 * 6,
+            "refused in the third document: {:?}",
+            err.pos
+        );
     }
 
     #[test]
@@ -586,7 +602,8 @@ mod tests {
 
     #[test]
     fn a_shared_meter_bounds_aliases_across_files() {
-        let file = "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\nb: [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n";
+        let file =
+            "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9]\nb: [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n";
         let mut shared = Meter::config_aliases();
         let per_file = 10 * 10;
         let fits = crate::model::budget::MAX_CONFIG_ALIAS_NODES / per_file;
@@ -594,7 +611,11 @@ mod tests {
             parse_documents_within(file, &mut shared).unwrap();
         }
         let err = parse_documents_within(file, &mut shared).unwrap_err();
-        assert!(err.message.contains("MAX_CONFIG_ALIAS_NODES"), "{}", err.message);
+        assert!(
+            err.message.contains("MAX_CONFIG_ALIAS_NODES"),
+            "{}",
+            err.message
+        );
         assert!(err.message.contains("alias bomb"), "{}", err.message);
         assert!(parse_documents(file).is_ok(), "each file alone is fine");
     }

@@ -259,7 +259,11 @@ mod tests {
         let errs = substitute_within("a: ${BIG}\nb: ${BIG}\nc: ${BIG}\n", &v, 30).unwrap_err();
         assert_eq!(errs.len(), 1);
         assert_eq!(errs[0].offset, 23, "the third reference");
-        assert!(errs[0].message.contains("MAX_SUBSTITUTED_BYTES"), "{}", errs[0].message);
+        assert!(
+            errs[0].message.contains("MAX_SUBSTITUTED_BYTES"),
+            "{}",
+            errs[0].message
+        );
         assert!(errs[0].message.contains("`${BIG}`"), "{}", errs[0].message);
     }
 

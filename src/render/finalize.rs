@@ -187,8 +187,8 @@ fn kind_problem(kind: &str) -> Option<String> {
 /// `v1` or `group/version`, the group a DNS subdomain and the version a DNS label.
 fn api_version_problem(api_version: &str) -> Option<String> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let group_ok = !api_version.starts_with('/')
-        && (group.is_empty() || dns_subdomain(group, 253).is_ok());
+    let group_ok =
+        !api_version.starts_with('/') && (group.is_empty() || dns_subdomain(group, 253).is_ok());
     let ok = group_ok && dns_label(version, 63).is_ok();
     (!ok).then(|| format!("`{api_version}`, which is not an apiVersion (`v1` or `group/version`)"))
 }
@@ -202,7 +202,10 @@ fn name_problem(name: &str, strict: bool) -> Option<String> {
     } else if name.is_empty() {
         Some("is empty".to_string())
     } else if name.len() > 253 {
-        Some(format!("is {} characters long; the limit is 253", name.len()))
+        Some(format!(
+            "is {} characters long; the limit is 253",
+            name.len()
+        ))
     } else if name == "." || name == ".." || name.contains(['/', '%']) {
         Some("is not a valid object name (no `/` or `%`, not `.` or `..`)".to_string())
     } else {
@@ -292,7 +295,11 @@ fn check_patched(
         Some(Ok(ns)) => {
             if let Err(why) = dns_label(ns, 63) {
                 let problem = format!("`{ns}`, which {why}");
-                return Err(invalid("metadata.namespace", "/metadata/namespace", problem));
+                return Err(invalid(
+                    "metadata.namespace",
+                    "/metadata/namespace",
+                    problem,
+                ));
             }
             Some(ns)
         }
@@ -447,11 +454,16 @@ pub fn apply_patches(
                             budget,
                         };
                         let help = e.help();
-                        diags.push(rc.source.error(&op_pointer(Some(j)), e.to_string()).help(help));
+                        diags.push(
+                            rc.source
+                                .error(&op_pointer(Some(j)), e.to_string())
+                                .help(help),
+                        );
                         // Every later patch would only add to a spent budget.
                         return;
                     }
-                    if let Err(e) = json_patch::patch_unsafe(&mut patched, std::slice::from_ref(op)) {
+                    if let Err(e) = json_patch::patch_unsafe(&mut patched, std::slice::from_ref(op))
+                    {
                         let op = patch.patch.get(j);
                         let verb = op
                             .map(|o| format!("{:?}", o.op).to_lowercase())
