@@ -464,7 +464,16 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
         .await
         .unwrap();
     let (ok, out) = cairn(
-        &["apply", "--repo", repo_arg, "--prune", "--timeout", "120s"],
+        &[
+            "apply",
+            "--repo",
+            repo_arg,
+            "--prune",
+            "--max-prune",
+            "1",
+            "--timeout",
+            "120s",
+        ],
         &kubeconfig,
     );
     assert!(!ok, "a protected cluster must not be deleted:\n{out}");
@@ -483,7 +492,16 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
         .await
         .unwrap();
     let (ok, out) = cairn(
-        &["apply", "--repo", repo_arg, "--prune", "--timeout", "180s"],
+        &[
+            "apply",
+            "--repo",
+            repo_arg,
+            "--prune",
+            "--max-prune",
+            "1",
+            "--timeout",
+            "180s",
+        ],
         &kubeconfig,
     );
     assert!(ok, "{out}");

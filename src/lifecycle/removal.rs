@@ -129,8 +129,9 @@ impl MaxPrune {
 pub enum PruneRefused {
     #[error(
         "refusing to delete {} cluster(s) ({}): the repository renders no cluster at all, \
-         which looks like a wrong --repo or --path; nothing was deleted",
-        departed.len(), departed.join(", ")
+         which looks like a wrong --repo or --path; nothing was deleted\n  help: if the \
+         repository is meant to be empty, pass --max-prune {} to delete them",
+        departed.len(), departed.join(", "), departed.len()
     )]
     EmptyRender { departed: Vec<String> },
     #[error(
@@ -156,7 +157,9 @@ pub fn check_prune(
     if departed.is_empty() {
         return Ok(());
     }
-    if rendered == 0 {
+    // An empty render deletes only with an explicit count that covers it (Argo CD's allowEmpty).
+    let explicit = matches!(max, MaxPrune::Count(n) if departed.len() <= n);
+    if rendered == 0 && !explicit {
         return Err(PruneRefused::EmptyRender {
             departed: departed.to_vec(),
         });
@@ -316,6 +319,8 @@ mod tests {
         let table = [
             (0, 0, ten, true),
             (1, 0, ten, false),
+            (1, 0, MaxPrune::Count(1), true),
+            (2, 0, MaxPrune::Count(1), false),
             (1, 2, ten, true),
             (2, 1, ten, false),
             (5, 45, ten, true),
