@@ -410,8 +410,8 @@ impl LoadBudget {
                     file,
                     Pos { line: 1, col: 1 },
                     format!(
-                        "checking stopped here: the configuration already has {} problems \
-                         ({})",
+                        "checking stopped here: the configuration already has {} problems, the \
+                         {}; the rest of the repository is not checked",
                         diags.len(),
                         Budget::Diagnostics
                     ),

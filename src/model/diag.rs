@@ -157,7 +157,7 @@ pub fn cap(mut diags: Vec<Diagnostic>, dropped: usize) -> Vec<Diagnostic> {
         )
     });
     let message = format!(
-        "{hidden} more diagnostic(s) not shown, from here on ({})",
+        "{hidden} more diagnostic(s) not shown, from here on: over the {}",
         Budget::Diagnostics
     );
     let mut summary = if errors > 0 || dropped > 0 || diags.iter().any(Diagnostic::is_error) {

@@ -13,6 +13,7 @@ pub mod yaml;
 use rayon::prelude::*;
 use serde_json::Value;
 
+use crate::model::budget::MAX_DIAGNOSTICS;
 use crate::model::diag::{Diagnostic, cap, consolidate, truncate};
 use crate::model::load::LoadedRepo;
 use crate::model::snapshot::RepoSnapshot;
@@ -131,6 +132,11 @@ where
 {
     let (repo, mut diags) = crate::model::load(snapshot);
     diags.extend(crate::model::load::not_a_fleet(snapshot));
+    if diags.len() >= MAX_DIAGNOSTICS {
+        // Loading stopped at the diagnostics budget, so the model is partial: resolving and
+        // rendering it would only add errors about what was not loaded.
+        return cap(consolidate(diags), 0);
+    }
     let (resolved, more) = resolve(&repo);
     diags.extend(more);
     diags.extend(unknown_selected(&repo, only));
