@@ -5,7 +5,6 @@
 mod common;
 mod env;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
 
@@ -22,25 +21,12 @@ async fn unprivileged_kubeconfig(
         .create(&PostParams::default(), &account)
         .await
         .unwrap();
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: Vec::new(),
-            expiration_seconds: Some(3600),
-            ..TokenRequestSpec::default()
-        },
-        ..TokenRequest::default()
-    };
-    let token = accounts
-        .create_token_request("nobody", &PostParams::default(), &request)
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&server.kubeconfig).unwrap();
-    config["users"][0]["user"] = serde_yaml::to_value(serde_json::json!({"token": token})).unwrap();
     let path = dir.join("nobody.kubeconfig");
-    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        env::service_account_kubeconfig(server, "default", "nobody").await,
+    )
+    .unwrap();
     path
 }
 

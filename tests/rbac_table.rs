@@ -17,11 +17,9 @@ use std::time::{Duration, Instant};
 use cairn::kube_client::DynamicApi;
 use cairn::lifecycle::namespace::CREATED_ANNOTATION;
 use cairn::model::types::StageName;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
@@ -314,26 +312,7 @@ async fn controller_client(server: &cairn::local::ApiServer) -> kube::Client {
 
 /// A kubeconfig whose user is the controller's ServiceAccount (a bound token).
 async fn controller_kubeconfig(server: &cairn::local::ApiServer) -> String {
-    let admin = server.client().await.unwrap();
-    let accounts: Api<ServiceAccount> = Api::namespaced(admin, "cairn-system");
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: Vec::new(),
-            expiration_seconds: Some(3600),
-            ..TokenRequestSpec::default()
-        },
-        ..TokenRequest::default()
-    };
-    let token = accounts
-        .create_token_request("cairn-controller", &PostParams::default(), &request)
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&server.kubeconfig).unwrap();
-    config["users"][0]["user"] = serde_yaml::to_value(json!({"token": token})).unwrap();
-    serde_yaml::to_string(&config).unwrap()
+    env::service_account_kubeconfig(server, "cairn-system", "cairn-controller").await
 }
 
 fn namespace(name: &str, cluster_label: Option<&str>) -> Value {

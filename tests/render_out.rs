@@ -6,6 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use common::tree;
+
 /// A repository from `cairn init` with a second cluster named `profiles`, like the folder.
 fn repo_with_cluster_named_profiles() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -19,29 +21,6 @@ fn repo_with_cluster_named_profiles() -> tempfile::TempDir {
 }
 
 type OsArg = std::ffi::OsString;
-
-/// Every file below `root` with its content.
-fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for entry in walk(root) {
-        let rel = entry.strip_prefix(root).unwrap().to_path_buf();
-        out.insert(rel, std::fs::read(&entry).unwrap());
-    }
-    out
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
 
 fn render_into_itself(repo: &Path) -> common::Run {
     common::cairn_in(repo, ["render", "--repo", ".", "--out", "."])

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use common::{cairn, cairn_in, write_files, write_repo};
+use common::{cairn, cairn_in, tree, write_files, write_repo};
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -1232,24 +1232,6 @@ fn every_error_is_reported_in_one_run_sorted_by_file_and_line() {
         "{}",
         r.text.stderr
     );
-}
-
-/// Every file below `root` with its content.
-fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path.strip_prefix(root).unwrap().to_path_buf();
-                out.insert(rel, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
 }
 
 #[test]

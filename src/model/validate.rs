@@ -771,8 +771,8 @@ pub fn reserved_namespace(name: &str) -> Option<&'static str> {
     }
 }
 
-/// A DNS-1123 label of at most `max` characters.
-pub fn dns_label(name: &str, max: usize) -> Result<(), String> {
+/// Not empty and at most `max` characters.
+fn check_length(name: &str, max: usize) -> Result<(), String> {
     if name.is_empty() {
         return Err("is empty".into());
     }
@@ -782,6 +782,12 @@ pub fn dns_label(name: &str, max: usize) -> Result<(), String> {
             name.len()
         ));
     }
+    Ok(())
+}
+
+/// A DNS-1123 label of at most `max` characters.
+pub fn dns_label(name: &str, max: usize) -> Result<(), String> {
+    check_length(name, max)?;
     let ok_chars = name
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
@@ -796,15 +802,7 @@ pub fn dns_label(name: &str, max: usize) -> Result<(), String> {
 /// A DNS-1123 subdomain of at most `max` characters: DNS labels joined by dots, as most
 /// Kubernetes object names and API groups are.
 pub fn dns_subdomain(name: &str, max: usize) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("is empty".into());
-    }
-    if name.len() > max {
-        return Err(format!(
-            "is {} characters long; the limit is {max}",
-            name.len()
-        ));
-    }
+    check_length(name, max)?;
     if name.split('.').all(|label| dns_label(label, 63).is_ok()) {
         Ok(())
     } else {

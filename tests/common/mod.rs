@@ -191,3 +191,21 @@ pub fn forms(secret: &str) -> Vec<String> {
         base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes),
     ]
 }
+
+/// Every file below `root` (relative path) with its content.
+pub fn tree(root: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().to_path_buf();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}

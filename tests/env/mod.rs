@@ -88,3 +88,31 @@ impl Management {
         self.simulator.await.unwrap().unwrap();
     }
 }
+
+/// A kubeconfig for `server` whose user is ServiceAccount `namespace/name`, with a bound token
+/// from a real TokenRequest (the account must exist).
+pub async fn service_account_kubeconfig(server: &ApiServer, namespace: &str, name: &str) -> String {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::api::{Api, PostParams};
+    let admin = server.client().await.unwrap();
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin, namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: Vec::new(),
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let token = accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&server.kubeconfig).unwrap();
+    config["users"][0]["user"] = serde_yaml::to_value(serde_json::json!({"token": token})).unwrap();
+    serde_yaml::to_string(&config).unwrap()
+}
