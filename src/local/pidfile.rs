@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 /// Writes `pid`, `binary` and the process's start time to `path`.
 pub fn write(path: &Path, pid: u32, binary: &Path) -> std::io::Result<()> {
-    let started = proc_stat(pid).map_or(0, |s| s.started);
+    let started = proc_stat(pid)
+        .map(|s| s.started.to_string())
+        .unwrap_or_default();
     std::fs::write(path, format!("{pid}\n{}\n{started}\n", binary.display()))
 }
 
@@ -21,8 +23,8 @@ pub struct Recorded {
     pub pid_file: PathBuf,
     pub pid: u32,
     pub binary: PathBuf,
-    /// Clock ticks after boot when the process started; 0 when it could not be read.
-    pub started: u64,
+    /// Clock ticks after boot when the process started; `None` when it was not recorded.
+    pub started: Option<u64>,
 }
 
 impl Recorded {
@@ -35,10 +37,10 @@ impl Recorded {
         if stat.zombie {
             return false;
         }
-        if self.started != 0 {
-            return stat.started == self.started;
+        match self.started {
+            Some(started) => stat.started == started,
+            None => self.runs_recorded_binary(),
         }
-        self.runs_recorded_binary()
     }
 
     fn runs_recorded_binary(&self) -> bool {
@@ -92,10 +94,7 @@ fn read(path: &Path) -> Option<Recorded> {
     let mut lines = text.lines();
     let pid = lines.next()?.trim().parse().ok()?;
     let binary = PathBuf::from(lines.next()?.trim());
-    let started = lines
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or(0);
+    let started = lines.next().and_then(|l| l.trim().parse().ok());
     Some(Recorded {
         pid_file: path.to_path_buf(),
         pid,
@@ -146,13 +145,16 @@ mod tests {
             binary,
             started,
         };
-        assert!(recorded(exe.clone(), started).alive());
-        assert!(!recorded(exe.clone(), started + 1).alive(), "a reused pid");
+        assert!(recorded(exe.clone(), Some(started)).alive());
         assert!(
-            recorded(exe, 0).alive(),
+            !recorded(exe.clone(), Some(started + 1)).alive(),
+            "a reused pid"
+        );
+        assert!(
+            recorded(exe, None).alive(),
             "an old pid file without a start time"
         );
-        assert!(!recorded(PathBuf::from("/bin/not-this-one"), 0).alive());
+        assert!(!recorded(PathBuf::from("/bin/not-this-one"), None).alive());
     }
 
     #[test]
@@ -164,7 +166,7 @@ mod tests {
         let found = find(dir.path());
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].pid, std::process::id());
-        assert!(found[0].started > 0);
+        assert!(found[0].started.is_some_and(|t| t > 0));
         assert!(found[0].alive());
     }
 
