@@ -380,6 +380,40 @@ fn a_linked_directory_inside_is_followed_and_one_outside_is_an_error() {
     );
 }
 
+#[test]
+fn a_link_that_leads_nowhere_is_an_error_not_a_departed_cluster() {
+    // `clusters/dev` links to a directory that was moved away: its clusters must not vanish
+    // from the render (with --prune they would be deleted).
+    let dir = with_linked_dev(|_| "../shared/moved-away".into());
+    std::os::unix::fs::symlink("nowhere.yaml", dir.path().join("clusters/gone.yaml")).unwrap();
+    let (run, _) = validate(dir.path());
+    assert_eq!(run.code, 2, "{run:?}");
+    for file in ["clusters/dev:1:1: error", "clusters/gone.yaml:1:1: error"] {
+        assert!(
+            run.stderr.contains(file) && run.stderr.contains("does not exist"),
+            "{file}: {}",
+            run.stderr
+        );
+    }
+
+    // The same in git.
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-qm", "broken links"]);
+    let (_, snap) = cairn::source::snapshot_at(dir.path(), "HEAD").unwrap();
+    let rendered = cairn::render::render_repo(&snap, &[]);
+    let files: Vec<&str> = rendered
+        .diagnostics
+        .iter()
+        .map(|d| d.file.as_str())
+        .collect();
+    assert!(
+        files.contains(&"clusters/dev") && files.contains(&"clusters/gone.yaml"),
+        "{:?}",
+        rendered.diagnostics
+    );
+}
+
 /// `text` with `ch` inserted just before the first `needle`, and the 1-based line and column
 /// where it lands.
 fn insert_before(text: &str, needle: &str, ch: char) -> (String, usize, usize) {

@@ -322,10 +322,17 @@ fn links_outside_the_repository_are_marked_and_links_inside_are_read() {
                 "{inside}"
             );
         }
-        // Links to directories and dangling links have nothing to read, as in from_dir.
+        // A link to a directory lists its files; links that lead nowhere are listed as such
+        // (not left out, where a cluster file would vanish silently), as in from_dir.
         assert_eq!(snap.get("base-link"), None);
-        assert_eq!(snap.get("dangling.yaml"), None);
-        assert_eq!(snap.get("loop-a.yaml"), None);
+        assert_eq!(
+            snap.get("dangling.yaml"),
+            Some(&FileEntry::LinkBroken("missing.yaml".into()))
+        );
+        assert_eq!(
+            snap.get("loop-a.yaml"),
+            Some(&FileEntry::LinkBroken("loop-b.yaml".into()))
+        );
     }
 }
 

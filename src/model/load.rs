@@ -83,14 +83,14 @@ pub fn load(snapshot: &RepoSnapshot) -> (LoadedRepo, Vec<Diagnostic>) {
 }
 
 /// Entries of `clusters/` and `profiles/` (or those directories themselves) that are not YAML
-/// files but stand where config could be: a directory linked from outside the repository is
-/// not read, and saying nothing would drop its clusters silently.
+/// files but stand where config could be: a directory linked from outside the repository, or a
+/// link that leads nowhere, is not read, and saying nothing would drop its clusters silently.
 fn unlisted_problems(snapshot: &RepoSnapshot) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     for dir in ["clusters", "profiles"] {
         let paths = std::iter::once(dir).chain(snapshot.paths_under(dir));
         for path in paths.filter(|p| !is_yaml(p)) {
-            if let Some(FileEntry::LinkOutside(_)) = snapshot.peek(path)
+            if is_link_not_read(snapshot, path)
                 && let Err(d) = read_text(snapshot, path)
             {
                 diags.push(d);
@@ -106,7 +106,7 @@ fn unlisted_problems(snapshot: &RepoSnapshot) -> Vec<Diagnostic> {
 pub fn not_a_fleet(snapshot: &RepoSnapshot) -> Option<Diagnostic> {
     let has_fleet = FLEET_FILES.iter().any(|f| snapshot.contains(f));
     // A link standing for `clusters/` (or inside it) counts: it is reported on its own.
-    let linked = |p: &str| matches!(snapshot.peek(p), Some(FileEntry::LinkOutside(_)));
+    let linked = |p: &str| is_link_not_read(snapshot, p);
     let has_clusters = snapshot.yaml_files_under("clusters").next().is_some()
         || linked("clusters")
         || snapshot.paths_under("clusters").any(linked);
@@ -125,6 +125,14 @@ pub fn not_a_fleet(snapshot: &RepoSnapshot) -> Option<Diagnostic> {
             "point cairn at the root of the fleet repository (the directory with fleet.yaml, \
              clusters/ and profiles/), or for a fleet kept in a subdirectory, at that directory",
         ),
+    )
+}
+
+/// Whether `path` is a link cairn does not follow (out of the repository, or to nothing).
+fn is_link_not_read(snapshot: &RepoSnapshot, path: &str) -> bool {
+    matches!(
+        snapshot.peek(path),
+        Some(FileEntry::LinkOutside(_) | FileEntry::LinkBroken(_))
     )
 }
 
@@ -149,6 +157,15 @@ pub fn read_text<'a>(snapshot: &'a RepoSnapshot, file: &str) -> Result<&'a str, 
             format!("symbolic link points outside the repository (to {target})"),
         )
         .help("copy the file into the repository instead of linking to it")),
+        Some(FileEntry::LinkBroken(target)) => Err(Diagnostic::error(
+            file,
+            top,
+            format!(
+                "symbolic link points to {target}, which does not exist in the repository (or \
+                 is a loop of links)"
+            ),
+        )
+        .help("fix the link's target, or remove the link")),
         Some(FileEntry::Control { line, col, code }) => Err(Diagnostic::error(
             file,
             Pos {

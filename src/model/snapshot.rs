@@ -78,6 +78,10 @@ pub enum FileEntry {
     TooLarge(u64),
     /// A symbolic link whose target lies outside the repository.
     LinkOutside(String),
+    /// A symbolic link that leads nowhere (its target, as written, does not exist or is a loop
+    /// of links). Listed, not left out: a link standing for a cluster file or directory that
+    /// vanished would otherwise drop its clusters silently (and `--prune` would delete them).
+    LinkBroken(String),
     /// UTF-8, with a character YAML does not allow at 1-based `line`:`col` (in characters): NUL,
     /// another C0 control but tab, line feed and carriage return, DEL, or a C1 control but NEL.
     /// `code` is the character's code point.
@@ -337,7 +341,7 @@ impl RepoSnapshot {
     /// treating it as an empty fleet would count every cluster as removed). Symbolic links are
     /// followed while they stay inside the repository; one that leads out of it is an entry
     /// [`FileEntry::LinkOutside`] (and is not entered); a link back to a directory it is in adds
-    /// nothing and is not followed; a dangling link has nothing to read and is left out.
+    /// nothing and is not followed; a dangling link is an entry [`FileEntry::LinkBroken`].
     pub fn from_dir(root: &Path) -> Result<RepoSnapshot, SnapshotError> {
         let read_err = |path: &Path, source| SnapshotError::Read {
             path: path.display().to_string(),
@@ -363,10 +367,18 @@ impl RepoSnapshot {
                 Ok(entry) => entry,
                 Err(e) => {
                     let path = e.path().unwrap_or(root).to_path_buf();
-                    // A link to a directory it is in (its files are listed already) or a
-                    // dangling link (nothing to read): left out, as in git snapshots.
-                    if e.loop_ancestor().is_some() || (e.depth() > 0 && is_dangling(&path)) {
+                    // A link to a directory it is in (its files are listed already): left out,
+                    // as in git snapshots.
+                    if e.loop_ancestor().is_some() {
                         budget.step(&path.display().to_string())?;
+                        continue;
+                    }
+                    if e.depth() > 0
+                        && let Some(target) = dangling_target(&path)
+                        && let Some(key) = path.strip_prefix(root).ok().and_then(repo_key)
+                    {
+                        budget.entry(&key, e.depth())?;
+                        files.insert(key, Listed::Entry(FileEntry::LinkBroken(target)));
                         continue;
                     }
                     return Err(read_err(&path, e.into()));
@@ -569,9 +581,12 @@ fn check_root_dir(root: &Path) -> Result<(), SnapshotError> {
 }
 
 /// A symbolic link whose target does not exist.
-fn is_dangling(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
-        && std::fs::metadata(path).is_err()
+/// The target of `path` as written, when `path` is a link that leads nowhere.
+fn dangling_target(path: &Path) -> Option<String> {
+    let link = std::fs::read_link(path).ok()?;
+    std::fs::metadata(path)
+        .is_err()
+        .then(|| link.display().to_string())
 }
 
 /// Files of a directory, by the path to read (a link's target for links).
@@ -703,11 +718,16 @@ mod tests {
         assert_eq!(
             paths,
             vec![
+                "clusters/gone.yaml",
                 "clusters/link.yaml",
                 "clusters/outdir",
                 "clusters/prod/a.yaml",
                 "clusters/same/a.yaml"
             ]
+        );
+        assert_eq!(
+            snap.peek("clusters/gone.yaml"),
+            Some(&FileEntry::LinkBroken("nowhere".into()))
         );
         assert!(matches!(
             snap.get("clusters/link.yaml"),
@@ -725,6 +745,7 @@ mod tests {
         assert_eq!(
             snap.yaml_files_under("clusters").collect::<Vec<_>>(),
             vec![
+                "clusters/gone.yaml",
                 "clusters/link.yaml",
                 "clusters/prod/a.yaml",
                 "clusters/same/a.yaml"

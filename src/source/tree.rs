@@ -44,8 +44,9 @@ impl From<SnapshotError> for Failed {
 }
 
 /// Every file of the tree `root`; links are followed while they stay inside the tree (files and
-/// directories), links out of it are entries [`FileEntry::LinkOutside`]; submodules, dangling
-/// links and links back to a directory they are in are left out. The repository is kept by the
+/// directories), links out of it are entries [`FileEntry::LinkOutside`], links that lead
+/// nowhere [`FileEntry::LinkBroken`]; submodules and links back to a directory they are in are
+/// left out. The repository is kept by the
 /// snapshot to read blobs on first use.
 pub(crate) fn read_tree(repo: Repository, root: Oid) -> Result<RepoSnapshot, Failed> {
     let listing = {
@@ -169,7 +170,10 @@ fn list(repo: &Repository, root: &Tree<'_>) -> Result<Listing, Failed> {
                                 parent: Some(Rc::clone(&dir)),
                             }));
                         }
-                        Resolved::Dir(..) | Resolved::Nothing => {}
+                        Resolved::Nothing => {
+                            files.insert(key, Listed::Entry(FileEntry::LinkBroken(target)));
+                        }
+                        Resolved::Dir(..) => {}
                     }
                 }
                 Some(ObjectType::Blob) => {
