@@ -9,6 +9,7 @@
 use std::error::Error;
 
 use crate::kube_client::describe;
+use crate::model::diag::printable;
 
 /// `error: cause: cause…` for `err` and its sources.
 pub fn chain(err: &(dyn Error + 'static)) -> String {
@@ -22,7 +23,7 @@ pub fn chain(err: &(dyn Error + 'static)) -> String {
         push(&mut text, &e.to_string());
         cause = e.source();
     }
-    text
+    printable(&text, true).into_owned()
 }
 
 /// [`chain`] for an `anyhow::Error` (the CLI's).

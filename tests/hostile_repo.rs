@@ -473,6 +473,28 @@ fn control_characters_are_errors_at_their_position() {
 }
 
 #[test]
+fn an_escape_in_an_object_name_is_printed_escaped() {
+    // YAML's `\e` puts a real ESC in the name: valid YAML, so it reaches the messages that
+    // name the object, which must not write it to the terminal.
+    let doc = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: \"evil\\e[2J\"\n  namespace: \
+               calico-system\n";
+    let dir = example_dir();
+    write_files(
+        dir.path(),
+        [("addons/calico/evil.yaml", format!("{doc}---\n{doc}"))],
+    );
+    let (run, _) = validate(dir.path());
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("ConfigMap/calico-system/evil\\u{1b}[2J"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains('\u{1b}'), "{}", run.stderr);
+}
+
+#[test]
 fn a_byte_order_mark_is_accepted() {
     let dir = example_dir();
     let files = [

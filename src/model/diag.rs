@@ -1,5 +1,6 @@
 //! Diagnostics: what validation reports, located at a file, line and column.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::Serialize;
@@ -76,23 +77,39 @@ impl fmt::Display for Diagnostic {
         if self.file.is_empty() {
             write!(f, "{severity}: ")?;
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {severity}: ",
-                self.file, self.line, self.column
-            )?;
+            let file = printable(&self.file, false);
+            write!(f, "{file}:{}:{}: {severity}: ", self.line, self.column)?;
         }
         match self.clusters.as_slice() {
             [] => {}
-            [one] => write!(f, "cluster {one}: ")?,
-            many => write!(f, "clusters {}: ", many.join(", "))?,
+            [one] => write!(f, "cluster {}: ", printable(one, false))?,
+            many => write!(f, "clusters {}: ", printable(&many.join(", "), false))?,
         }
-        write!(f, "{}", self.message)?;
+        write!(f, "{}", printable(&self.message, true))?;
         if let Some(help) = &self.help {
-            write!(f, "\n  help: {help}")?;
+            write!(f, "\n  help: {}", printable(help, true))?;
         }
         Ok(())
     }
+}
+
+/// `text` safe to print on a terminal: control characters (an escape sequence in a file or
+/// object name could rewrite the screen or forge a line) are written as Rust escapes (`\u{1b}`);
+/// with `lines`, line feeds and tabs stay as they are (multi-line messages and help).
+pub fn printable(text: &str, lines: bool) -> Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && !(lines && matches!(c, '\n' | '\t'));
+    if !text.chars().any(escaped) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escaped(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// The errors among `diagnostics`, one per `separator`-joined part; `None` when there is none.
@@ -208,6 +225,18 @@ mod tests {
             d.to_string(),
             "clusters/a.yaml:3:7: error: cluster a: bad\n  help: fix it"
         );
+    }
+
+    #[test]
+    fn control_characters_print_escaped() {
+        let d = Diagnostic::error("a\u{1b}[2J.yaml", Pos { line: 1, col: 1 }, "x\u{7}\ny\tz")
+            .cluster("c\n1")
+            .help("h\u{9b}");
+        assert_eq!(
+            d.to_string(),
+            "a\\u{1b}[2J.yaml:1:1: error: cluster c\\n1: x\\u{7}\ny\tz\n  help: h\\u{9b}"
+        );
+        assert!(matches!(printable("plain", false), Cow::Borrowed(_)));
     }
 
     #[test]

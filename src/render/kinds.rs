@@ -9,6 +9,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::model::diag::printable;
+
 /// Order of kinds in a stage: CRDs, Namespaces, RBAC, classes, then the rest (DESIGN.md §2).
 pub fn kind_rank(kind: &str) -> u8 {
     match kind {
@@ -135,10 +137,12 @@ impl ObjectKey {
 /// `Kind/namespace/name`, or `Kind/name` when cluster-scoped, as [`object_ref`] names objects.
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Names in add-on manifests are the repository's text: printed escaped.
+        let (kind, name) = (printable(&self.kind, false), printable(&self.name, false));
         if self.namespace.is_empty() {
-            write!(f, "{}/{}", self.kind, self.name)
+            write!(f, "{kind}/{name}")
         } else {
-            write!(f, "{}/{}/{}", self.kind, self.namespace, self.name)
+            write!(f, "{kind}/{}/{name}", printable(&self.namespace, false))
         }
     }
 }
