@@ -302,5 +302,40 @@ async fn every_pivot_step_can_crash_and_the_rerun_converges_both_ways() {
             "a Secret value leaked:\n{out}"
         );
     }
+
+    // A management cluster that lost the cluster's namespace (rebuilt, or deleted by hand) gets
+    // it back from the reverse pivot, labelled and recorded as cairn's, as the bootstrap stage
+    // would have left it.
+    wait_provisioned(mgmt.api.as_ref()).await;
+    let (code, out) = pivot(&kubeconfig, false, None);
+    assert_eq!(code, Some(0), "{out}");
+    mgmt.api.delete(&namespace).await.unwrap();
+    let gone = Instant::now();
+    while mgmt.api.get(&namespace).await.unwrap().is_some() {
+        assert!(
+            gone.elapsed() < Duration::from_secs(60),
+            "the namespace is not going"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_provisioned(&workload).await;
+    let (code, out) = pivot(&kubeconfig, true, None);
+    assert_eq!(code, Some(0), "{out}");
+    assert_converged(
+        mgmt.api.as_ref(),
+        &workload,
+        &expected,
+        "reverse into a lost namespace",
+    )
+    .await;
+    let namespace = mgmt.api.get(&namespace).await.unwrap().expect("recreated");
+    assert_eq!(
+        namespace["metadata"]["labels"]["cairn.dev/cluster"], CLUSTER,
+        "{namespace}"
+    );
+    assert!(
+        cairn::lifecycle::namespace::created_by_cairn(&namespace),
+        "{namespace}"
+    );
     mgmt.stop().await;
 }

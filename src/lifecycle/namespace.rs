@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use super::ClusterError;
 use crate::apply::api::ClusterApi;
 
-/// On a namespace cairn created for a cluster.
-pub const CREATED_ANNOTATION: &str = "cairn.dev/created-namespace";
+/// On a namespace cairn created for a cluster (the bootstrap stage, or a pivot that found it
+/// missing in its target).
+pub use crate::render::finalize::CREATED_NAMESPACE_ANNOTATION as CREATED_ANNOTATION;
 
 pub fn namespace_ref(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})

@@ -22,6 +22,7 @@ use crate::apply::wait::{WaitError, wait_until};
 use crate::diff::key::ObjectKey;
 use crate::kube_client::is_established;
 use crate::render::capi::{cluster_ref, kubeconfig_secret, kubeconfig_secret_name};
+use crate::render::finalize::{CLUSTER_LABEL, CREATED_NAMESPACE_ANNOTATION};
 use crate::render::kinds::object_ref;
 use crate::render::pivot::AGENT_NAMESPACE;
 
@@ -410,7 +411,7 @@ impl<A: ClusterApi> Mover<'_, A> {
             .and_then(Value::as_str)
             .ok_or_else(|| problem("has no `value` key"))?;
         let mgmt = self.management();
-        ensure_namespace(mgmt, AGENT_NAMESPACE)
+        ensure_namespace(mgmt, AGENT_NAMESPACE, None)
             .await
             .map_err(api("create the cairn-system namespace"))?;
         mgmt.apply(&kubeconfig_copy(self.cluster, value))
@@ -452,7 +453,7 @@ impl<A: ClusterApi> Mover<'_, A> {
         discovered: &Discovered,
         journal_first: bool,
     ) -> Result<usize, MoveError> {
-        ensure_namespace(self.target, self.cluster)
+        ensure_namespace(self.target, self.cluster, Some(self.cluster))
             .await
             .map_err(api("create the namespace in the target"))?;
         let mut uids: HashMap<ObjectKey, String> = HashMap::new();
@@ -553,8 +554,20 @@ impl<A: ClusterApi> Mover<'_, A> {
 
 /// Creates the namespace when it is missing, and leaves one that exists alone: applying it
 /// would take over (and drop) the labels the stage that rendered it set.
-async fn ensure_namespace(api: &impl ClusterApi, name: &str) -> Result<(), ApiError> {
-    let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+/// Creates the namespace `name` when it is missing. A cluster's namespace gets the cluster's
+/// label and cairn's record of creating it, as the bootstrap stage gives it: a reverse pivot
+/// into a rebuilt management cluster recreates it, and deleting the cluster later may take it.
+async fn ensure_namespace(
+    api: &impl ClusterApi,
+    name: &str,
+    cluster: Option<&str>,
+) -> Result<(), ApiError> {
+    let mut namespace =
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    if let Some(cluster) = cluster {
+        namespace["metadata"]["labels"] = json!({CLUSTER_LABEL: cluster});
+        namespace["metadata"]["annotations"] = json!({CREATED_NAMESPACE_ANNOTATION: "true"});
+    }
     if api.get(&namespace).await?.is_none() {
         api.create_or_replace(&namespace).await?;
     }
@@ -572,7 +585,7 @@ fn crd_name(crd: &Value) -> String {
 pub fn kubeconfig_copy(cluster: &str, value_base64: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
            "metadata": {"name": kubeconfig_secret_name(cluster), "namespace": AGENT_NAMESPACE,
-                        "labels": {crate::render::finalize::CLUSTER_LABEL: cluster}},
+                        "labels": {CLUSTER_LABEL: cluster}},
            "data": {"value": value_base64}})
 }
 

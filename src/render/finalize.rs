@@ -15,6 +15,8 @@ use crate::model::types::{ObjectPatch, StageName};
 use crate::model::validate::{ResolvedCluster, dns_label, dns_subdomain};
 
 pub const CLUSTER_LABEL: &str = "cairn.dev/cluster";
+/// On a cluster's namespace that cairn created (so deleting the cluster may delete it).
+pub const CREATED_NAMESPACE_ANNOTATION: &str = "cairn.dev/created-namespace";
 pub const STAGE_LABEL: &str = "cairn.dev/stage";
 pub const LAYER_LABEL: &str = "cairn.dev/layer";
 /// Hex digits of the SHA-256 that name a template.
