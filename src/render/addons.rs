@@ -8,7 +8,8 @@
 //! took 500 MiB at 10,000 clusters (BENCHMARKS.md).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use globset::GlobBuilder;
 use serde_json::Value;
@@ -43,9 +44,34 @@ type LayerFiles = Arc<Result<Vec<String>, Vec<Diagnostic>>>;
 /// Shared across the clusters of one render.
 #[derive(Default)]
 pub struct ManifestCache {
-    globs: Mutex<HashMap<(String, usize), LayerFiles>>,
-    references: Mutex<HashMap<String, Arc<Vec<String>>>>,
-    parsed: Mutex<HashMap<(String, Vec<String>), Parsed>>,
+    globs: OnceMap<(String, usize), LayerFiles>,
+    references: OnceMap<String, Arc<Vec<String>>>,
+    parsed: OnceMap<(String, Vec<String>), Parsed>,
+}
+
+/// A map whose values are computed once per key, however many threads ask at the same time:
+/// the others wait for the first (two parallel parses of the same large manifest would hold it
+/// twice, which the render's memory budget does not allow for).
+struct OnceMap<K, V> {
+    cells: Mutex<HashMap<K, Arc<OnceLock<V>>>>,
+}
+
+impl<K, V> Default for OnceMap<K, V> {
+    fn default() -> Self {
+        OnceMap {
+            cells: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Eq + Hash, V: Clone> OnceMap<K, V> {
+    fn get_or_init(&self, key: K, init: impl FnOnce() -> V) -> V {
+        let cell = {
+            let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(cells.entry(key).or_default())
+        };
+        cell.get_or_init(init).clone()
+    }
 }
 
 /// Where a manifest's text comes from: a file, or a layer's `inline` in a profile.
@@ -77,28 +103,14 @@ impl ManifestCache {
         profile: &Located<ClusterProfile>,
         index: usize,
     ) -> LayerFiles {
-        let key = (profile.file.clone(), index);
-        if let Some(hit) = self
-            .globs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return hit.clone();
-        }
-        let result = Arc::new(expand_globs(snapshot, profile, index));
-        self.globs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, result.clone());
-        result
+        self.globs.get_or_init((profile.file.clone(), index), || {
+            Arc::new(expand_globs(snapshot, profile, index))
+        })
     }
 
     fn references(&self, source: &TextSource) -> Arc<Vec<String>> {
-        let mut map = self.references.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(source.key.clone())
-            .or_insert_with(|| Arc::new(referenced(source.text)))
-            .clone()
+        self.references
+            .get_or_init(source.key.clone(), || Arc::new(referenced(source.text)))
     }
 
     fn parse(&self, source: &TextSource, vars: &BTreeMap<String, String>) -> Parsed {
@@ -115,21 +127,9 @@ impl ManifestCache {
             .iter()
             .map(|n| vars.get(n).cloned().unwrap_or_else(|| "\u{0}unset".into()))
             .collect();
-        let key = (source.key.clone(), values);
-        if let Some(hit) = self
-            .parsed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            return hit.clone();
-        }
-        let result = Arc::new(substitute_and_parse(source, vars));
-        self.parsed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, result.clone());
-        result
+        self.parsed.get_or_init((source.key.clone(), values), || {
+            Arc::new(substitute_and_parse(source, vars))
+        })
     }
 }
 
@@ -539,6 +539,30 @@ fn place_in_namespace(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threads_asking_for_one_key_at_once_compute_it_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let map: OnceMap<&str, usize> = OnceMap::default();
+        let computed = AtomicUsize::new(0);
+        let values: Vec<usize> = std::thread::scope(|s| {
+            let askers: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        map.get_or_init("manifest", || {
+                            // Long enough that the other threads ask while this one computes.
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            computed.fetch_add(1, Ordering::SeqCst) + 42
+                        })
+                    })
+                })
+                .collect();
+            askers.into_iter().map(|a| a.join().unwrap()).collect()
+        });
+        assert_eq!(computed.load(Ordering::SeqCst), 1);
+        assert!(values.iter().all(|v| *v == 42), "{values:?}");
+        assert_eq!(map.get_or_init("other", || 7), 7);
+    }
 
     #[test]
     fn inline_text_maps_to_its_place_in_the_profile() {
