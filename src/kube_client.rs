@@ -45,6 +45,8 @@ pub enum KubeError {
     Malformed { object: String },
     #[error("timed out after {waited:?} waiting for: {pending}")]
     Timeout { waited: Duration, pending: String },
+    #[error("`{user}` cannot be impersonated (not a valid HTTP header value)")]
+    Impersonate { user: String },
     /// No connection to the API server (refused, DNS, TLS handshake, connect timeout). `answered`
     /// says whether this server had answered an earlier request of the same [`DynamicApi`]: if
     /// it never has, the kubeconfig is wrong or the cluster is down, and retrying is pointless.
@@ -328,6 +330,27 @@ impl DynamicApi {
 
     pub fn client(&self) -> &kube::Client {
         &self.client
+    }
+
+    /// The same API, every request made as `user` (`Impersonate-User`), with the same
+    /// credentials and connection; the caller's account needs `impersonate` on that user.
+    pub fn impersonating(&self, user: &str) -> Result<DynamicApi, KubeError> {
+        let value = http::HeaderValue::from_str(user).map_err(|_| KubeError::Impersonate {
+            user: user.to_string(),
+        })?;
+        let inner = self.client.clone();
+        let service = tower::service_fn(move |mut request: http::Request<kube::client::Body>| {
+            let inner = inner.clone();
+            request
+                .headers_mut()
+                .insert("impersonate-user", value.clone());
+            async move { inner.send(request).await }
+        });
+        let client = kube::Client::new(service, self.client.default_namespace());
+        Ok(DynamicApi {
+            server: self.server.clone(),
+            ..DynamicApi::new(client)
+        })
     }
 
     /// The URL of the API server, when the creator said it.

@@ -657,3 +657,184 @@ async fn the_controllers_account_applies_pivots_and_removes_clusters_within_its_
     );
     mgmt.stop().await;
 }
+
+/// A bare cluster with a platform layer that gives team-a a ServiceAccount allowed to write
+/// ConfigMaps in its namespace only, and team-a's layer, applied as that account; `apps` are
+/// the tenant layer's documents.
+fn tenant_fleet(apps: &str) -> cairn::model::RepoSnapshot {
+    let profile = format!(
+        "apiVersion: cairn.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: tenants}}\nspec:\n  \
+         layers:\n    - name: team-a-access\n      inline: |\n{access}\n    \
+         - name: team-a-apps\n      namespace: team-a\n      serviceAccountName: deployer\n      \
+         dependsOn: [team-a-access]\n      inline: |\n{apps}\n",
+        access = indent(TEAM_A_ACCESS),
+        apps = indent(apps),
+    );
+    let cluster = "apiVersion: cairn.dev/v1alpha1\nkind: Cluster\nmetadata: {name: bare-1}\nspec:\n  \
+                   infrastructure: {provider: docker, docker: {}}\n  \
+                   controlPlane: {replicas: 1, machine: {}}\n  \
+                   workers: [{name: md-0, replicas: 1, machine: {}}]\n  pivot: true\n  \
+                   profiles: [tenants]\n";
+    let bare = bare_fleet();
+    let fleet = match bare.get("fleet.yaml") {
+        Some(cairn::model::snapshot::FileEntry::Text(t)) => t.to_string(),
+        other => panic!("{other:?}"),
+    };
+    cairn::model::RepoSnapshot::from_files([
+        ("fleet.yaml", fleet.as_bytes()),
+        ("clusters/bare-1.yaml", cluster.as_bytes()),
+        ("profiles/tenants.yaml", profile.as_bytes()),
+    ])
+}
+
+const TEAM_A_ACCESS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}\n---\n\
+     apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: deployer, namespace: team-a}\n---\n\
+     apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: deployer, namespace: team-a}\n\
+     rules: [{apiGroups: [\"\"], resources: [configmaps], verbs: [get, list, watch, create, update, patch, delete]}]\n---\n\
+     apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: deployer, namespace: team-a}\n\
+     roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}\n\
+     subjects: [{kind: ServiceAccount, name: deployer, namespace: team-a}]\n";
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("          {l}\n")).collect()
+}
+
+fn app_config(namespace: &str, name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}, namespace: {namespace}}}\n\
+         data: {{level: info}}\n"
+    )
+}
+
+/// The add-ons stage of bare-1 as rendered from `snapshot`.
+fn tenant_addons(snapshot: &cairn::model::RepoSnapshot) -> Vec<Value> {
+    let rendered = cairn::render::render_repo(snapshot, &[BARE.to_string()]);
+    assert!(!rendered.has_errors(), "{:?}", rendered.diagnostics);
+    rendered.bundles[0]
+        .stage(StageName::Addons)
+        .unwrap()
+        .objects
+        .clone()
+}
+
+/// Applies bare-1's add-ons stage as its agent (the identity `agent` holds), as the agent does.
+async fn apply_addons_as_agent(
+    agent: &cairn::apply::api::KubeClusterApi,
+    addons: &[Value],
+) -> Result<cairn::apply::stage::StageReport, cairn::apply::stage::StageError> {
+    cairn::apply::stage::apply_stage(
+        agent,
+        BARE,
+        StageName::Addons,
+        &cairn::apply::groups::addon_groups(addons),
+        cairn::apply::stage::StageOptions {
+            prune: true,
+            timeout: Duration::from_secs(30),
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_with_a_service_account_is_applied_as_that_account_and_only_within_its_rights() {
+    use cairn::apply::api::KubeClusterApi;
+    let root = tempfile::tempdir().unwrap();
+    let mut server = env::start("tenant", root.path()).await;
+    let client = server.client().await.unwrap();
+    let admin = DynamicApi::new(client.clone());
+
+    let snapshot = tenant_fleet(&app_config("team-a", "app-config"));
+    let rbac = agent_rbac(&snapshot, BARE);
+    for doc in rbac.iter().filter(|d| d["kind"] == "Namespace") {
+        admin.apply(doc, false, false).await.unwrap();
+    }
+    for doc in &rbac {
+        admin.apply(doc, false, false).await.unwrap();
+    }
+    // The agent may impersonate the layer's account, and holds no right of the tenant's own.
+    #[rustfmt::skip]
+    let rows = [
+        named(Agent, "impersonate", "serviceaccounts", "team-a", "deployer", true, "the tenant layer's account"),
+        named(Agent, "impersonate", "serviceaccounts", "kube-system", "coredns", false, "no other account"),
+        row(Agent, "create", "configmaps", Some("team-a"), false, "the tenant's kinds are the account's"),
+        row(Agent, "create", "roles.rbac.authorization.k8s.io", Some("team-a"), true, "the platform layer, as the agent"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut wrong = Vec::new();
+        for row in &rows {
+            if allowed(&client, row).await != row.allowed {
+                wrong.push(format!(
+                    "{} {} {:?}: {}",
+                    row.verb, row.resource, row.name, row.why
+                ));
+            }
+        }
+        if wrong.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", wrong.join("\n"));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let kubeconfig = env::service_account_kubeconfig(&server, "cairn-system", "cairn-agent").await;
+    let agent_client = cairn::kube_client::client_from_kubeconfig(&kubeconfig)
+        .await
+        .unwrap();
+    let agent = KubeClusterApi::new(agent_client, false);
+    // Applied as deployer: the agent alone may not create ConfigMaps in team-a.
+    let report = apply_addons_as_agent(&agent, &tenant_addons(&snapshot))
+        .await
+        .unwrap_or_else(|e| panic!("{}", cairn::errors::chain(&e)));
+    assert!(report.written() >= 5, "{report:?}");
+    let cm = |ns: &str, name: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}});
+    let live = admin.get(&cm("team-a", "app-config")).await.unwrap();
+    assert!(live.is_some(), "the tenant's ConfigMap was applied");
+
+    // A tenant manifest that reaches out of its namespace is refused by the API server, and
+    // the error names the object and the account it was sent as.
+    let escaping = format!(
+        "{}---\n{}",
+        app_config("team-a", "app-config"),
+        app_config("kube-system", "hijack")
+    );
+    let err = apply_addons_as_agent(&agent, &tenant_addons(&tenant_fleet(&escaping)))
+        .await
+        .unwrap_err();
+    let text = cairn::errors::chain(&err);
+    assert!(
+        text.contains("ConfigMap/kube-system/hijack")
+            && text.contains("system:serviceaccount:team-a:deployer")
+            && text.contains("403"),
+        "{text}"
+    );
+    assert!(
+        admin
+            .get(&cm("kube-system", "hijack"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // What the tenant layer drops is pruned as the account that applied it.
+    let renamed = tenant_fleet(&app_config("team-a", "app-config-2"));
+    let report = apply_addons_as_agent(&agent, &tenant_addons(&renamed))
+        .await
+        .unwrap_or_else(|e| panic!("{}", cairn::errors::chain(&e)));
+    assert_eq!(report.deleted(), 1, "{report:?}");
+    assert!(
+        admin
+            .get(&cm("team-a", "app-config"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        admin
+            .get(&cm("team-a", "app-config-2"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    server.stop();
+}

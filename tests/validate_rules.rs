@@ -549,6 +549,42 @@ fn missing_profile_suggests_the_profile_meant() {
 }
 
 #[test]
+fn a_service_account_needs_a_valid_name_and_the_layers_namespace() {
+    let mut files = base_with(
+        "profiles/base.yaml",
+        "      dependsOn: [cni]\n",
+        "      dependsOn: [cni]\n      serviceAccountName: Deployer_\n",
+    );
+    // With a namespace and a valid name, a layer may name one.
+    edit(
+        &mut files,
+        "profiles/base.yaml",
+        "      manifests: [addons/cni/*.yaml]\n",
+        "      manifests: [addons/cni/*.yaml]\n      serviceAccountName: cni-deployer\n",
+    );
+    let r = validate(&files);
+    r.expect(
+        &error(
+            "profiles/base.yaml",
+            15,
+            27,
+            "serviceAccountName `Deployer_` is not a DNS-1123 subdomain",
+        )
+        .help("name the ServiceAccount"),
+    );
+    r.expect(
+        &error(
+            "profiles/base.yaml",
+            15,
+            27,
+            "layer `app` names serviceAccountName `Deployer_` but no namespace for it",
+        )
+        .help("set the layer's `namespace:`"),
+    );
+    assert_eq!(r.errors().len(), 2, "{}", r.text.stderr);
+}
+
+#[test]
 fn depends_on_names_no_layer() {
     let files = base_with(
         "profiles/base.yaml",

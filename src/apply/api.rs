@@ -82,6 +82,10 @@ pub trait ClusterApi: Send + Sync {
         &self,
         obj: &Value,
     ) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    /// The same cluster, every request made as `user` (a ServiceAccount a layer names).
+    fn impersonating(&self, user: &str) -> Result<Self, ApiError>
+    where
+        Self: Sized;
 }
 
 /// Field manager of the objects a move creates.
@@ -285,6 +289,11 @@ pub fn is_transient(e: &KubeError) -> bool {
 }
 
 impl ClusterApi for KubeClusterApi {
+    fn impersonating(&self, user: &str) -> Result<KubeClusterApi, ApiError> {
+        let api = self.api.impersonating(user)?;
+        Ok(KubeClusterApi::over(api, self.force_conflicts).with_retry(self.retry))
+    }
+
     async fn dry_run(&self, obj: &Value) -> Result<Value, ApiError> {
         // Forced, so the diff shows what apply ends with even where it takes fields over (by
         // hand edits always; other appliers' fields with --force-conflicts).

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::model::types::StageName;
-use crate::render::finalize::{LAYER_LABEL, NO_WAIT_ANNOTATION};
+use crate::render::finalize::{LAYER_LABEL, NO_WAIT_ANNOTATION, impersonated_user};
 use crate::render::kinds::ObjectKey;
 use crate::render::{Bundle, Stage};
 
@@ -16,6 +16,9 @@ pub struct Group {
     pub wait: bool,
     /// Only create these objects; once they exist another stage owns their content.
     pub create_only: bool,
+    /// The user every read and write of the group is made as (a layer's `serviceAccountName`,
+    /// as `system:serviceaccount:<namespace>:<name>`); `None`: the applier's own identity.
+    pub impersonate: Option<String>,
 }
 
 impl Group {
@@ -25,6 +28,7 @@ impl Group {
             objects,
             wait: false,
             create_only: false,
+            impersonate: None,
         }
     }
 }
@@ -67,6 +71,7 @@ pub fn addon_groups(objects: &[Value]) -> Vec<Group> {
                 layer,
                 Group {
                     wait,
+                    impersonate: impersonated_user(obj),
                     ..Group::plain(vec![obj.clone()])
                 },
             )),

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::api::{ApiError, ClusterApi};
 use crate::model::types::StageName;
+use crate::render::finalize::impersonated_user;
 use crate::render::kinds::{ObjectKey, api_group, str_at};
 
 /// One recorded object; the apiVersion is kept so it can be deleted later.
@@ -17,6 +18,14 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace: String,
     pub name: String,
+    /// The user it was applied as, when not the applier itself (a layer's ServiceAccount):
+    /// pruning it impersonates the same user, so a tenant's layer deletes only what it may.
+    #[serde(
+        rename = "impersonate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub impersonate: Option<String>,
 }
 
 impl Entry {
@@ -27,6 +36,7 @@ impl Entry {
             kind: s("/kind"),
             namespace: s("/metadata/namespace"),
             name: s("/metadata/name"),
+            impersonate: impersonated_user(obj),
         }
     }
 

@@ -40,7 +40,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Value, json};
 
@@ -59,7 +59,8 @@ static UIDS: AtomicU64 = AtomicU64::new(1);
 
 /// An API server in memory. [`MemoryApi::new`] has the `default` and `kube-system` Namespaces.
 pub struct MemoryApi {
-    state: Mutex<State>,
+    /// Shared with the views [`ClusterApi::impersonating`] hands out.
+    state: Arc<Mutex<State>>,
 }
 
 #[derive(Clone, Default)]
@@ -327,7 +328,7 @@ impl State {
 impl Clone for MemoryApi {
     fn clone(&self) -> MemoryApi {
         MemoryApi {
-            state: Mutex::new(self.state().clone()),
+            state: Arc::new(Mutex::new(self.state().clone())),
         }
     }
 }
@@ -341,7 +342,7 @@ impl Default for MemoryApi {
 impl MemoryApi {
     pub fn new() -> MemoryApi {
         let api = MemoryApi {
-            state: Mutex::new(State::default()),
+            state: Arc::new(Mutex::new(State::default())),
         };
         for name in ["default", "kube-system"] {
             api.seed(&json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}));
@@ -394,6 +395,13 @@ impl MemoryApi {
 }
 
 impl ClusterApi for MemoryApi {
+    /// The same store: the in-memory server has no RBAC to confine anyone with.
+    fn impersonating(&self, _user: &str) -> Result<MemoryApi, ApiError> {
+        Ok(MemoryApi {
+            state: Arc::clone(&self.state),
+        })
+    }
+
     async fn dry_run(&self, obj: &Value) -> Result<Value, ApiError> {
         let mut scratch = self.state().clone();
         scratch.apply(obj)

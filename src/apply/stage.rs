@@ -32,6 +32,20 @@ pub enum StageError {
     },
 }
 
+fn api_error(stage: StageName) -> impl Fn(ApiError) -> StageError + Copy {
+    move |source| StageError::Api {
+        stage: stage.as_str(),
+        source,
+    }
+}
+
+fn wait_error(stage: StageName) -> impl Fn(WaitError) -> StageError + Copy {
+    move |source| StageError::Wait {
+        stage: stage.as_str(),
+        source,
+    }
+}
+
 /// What the server says about each desired object. A dry-run that cannot run because what it
 /// needs does not exist yet (its namespace, its CRD) stands in as "create as rendered".
 pub async fn observe(api: &impl ClusterApi, objects: &[Value]) -> Result<Vec<Observed>, ApiError> {
@@ -161,6 +175,50 @@ fn first_class(obj: &Value) -> bool {
     )
 }
 
+/// Applies one group (as the identity `api` has): CRDs and Namespaces that drifted first,
+/// waited until established, then the rest, then the group's health when it waits.
+async fn apply_group(
+    api: &impl ClusterApi,
+    stage: StageName,
+    group: &Group,
+    opts: StageOptions,
+    changes: &mut Vec<ObjectChange>,
+) -> Result<(), StageError> {
+    let (api_err, wait_err) = (api_error(stage), wait_error(stage));
+    let (first, rest): (Vec<&Value>, Vec<&Value>) =
+        group.objects.iter().partition(|o| first_class(o));
+    for part in [first, rest] {
+        let part: Vec<Value> = part.into_iter().cloned().collect();
+        let observed = observe_with(api, &part, |_| group.create_only)
+            .await
+            .map_err(api_err)?;
+        let planned = plan_stage(stage, &observed, &[], false);
+        let mut written = Vec::new();
+        for (obj, mut change) in part.iter().zip(planned) {
+            // The report says what was done; the text of a change is `cairn diff`'s.
+            change.diff = None;
+            if group.create_only && change.action != Action::Create {
+                change.action = Action::Unchanged;
+            }
+            if change.action != Action::Unchanged {
+                api.apply(obj).await.map_err(api_err)?;
+                written.push(obj.clone());
+            }
+            changes.push(change);
+        }
+        let established: Vec<Value> = written.into_iter().filter(first_class).collect();
+        wait_healthy(api, &established, opts.timeout)
+            .await
+            .map_err(wait_err)?;
+    }
+    if group.wait {
+        wait_healthy(api, &group.objects, opts.timeout)
+            .await
+            .map_err(wait_err)?;
+    }
+    Ok(())
+}
+
 /// Applies a stage group by group: in each, CRDs and Namespaces that drifted first (waited
 /// until established), then every other drifted object in order, then (when asked) a wait for
 /// the whole group's health. Objects that have not drifted are not written. Then prunes and
@@ -172,50 +230,18 @@ pub async fn apply_stage(
     groups: &[Group],
     opts: StageOptions,
 ) -> Result<StageReport, StageError> {
-    let name = stage.as_str();
-    let api_err = |source| StageError::Api {
-        stage: name,
-        source,
-    };
-    let wait_err = |source| StageError::Wait {
-        stage: name,
-        source,
-    };
+    let api_err = api_error(stage);
     let recorded = inventory::read(api, cluster, stage)
         .await
         .map_err(api_err)?;
     let mut changes = Vec::new();
     for group in groups {
-        let (first, rest): (Vec<&Value>, Vec<&Value>) =
-            group.objects.iter().partition(|o| first_class(o));
-        for part in [first, rest] {
-            let part: Vec<Value> = part.into_iter().cloned().collect();
-            let observed = observe_with(api, &part, |_| group.create_only)
-                .await
-                .map_err(api_err)?;
-            let planned = plan_stage(stage, &observed, &[], false);
-            let mut written = Vec::new();
-            for (obj, mut change) in part.iter().zip(planned) {
-                // The report says what was done; the text of a change is `cairn diff`'s.
-                change.diff = None;
-                if group.create_only && change.action != Action::Create {
-                    change.action = Action::Unchanged;
-                }
-                if change.action != Action::Unchanged {
-                    api.apply(obj).await.map_err(api_err)?;
-                    written.push(obj.clone());
-                }
-                changes.push(change);
+        match &group.impersonate {
+            None => apply_group(api, stage, group, opts, &mut changes).await?,
+            Some(user) => {
+                let acting = api.impersonating(user).map_err(api_err)?;
+                apply_group(&acting, stage, group, opts, &mut changes).await?;
             }
-            let established: Vec<Value> = written.into_iter().filter(first_class).collect();
-            wait_healthy(api, &established, opts.timeout)
-                .await
-                .map_err(wait_err)?;
-        }
-        if group.wait {
-            wait_healthy(api, &group.objects, opts.timeout)
-                .await
-                .map_err(wait_err)?;
         }
     }
     let objects: Vec<&Value> = groups.iter().flat_map(|g| &g.objects).collect();
@@ -224,7 +250,15 @@ pub async fn apply_stage(
     let mut kept = desired.clone();
     for entry in recorded.iter().filter(|e| !desired_keys.contains(&e.key())) {
         let action = if opts.prune {
-            api.delete(&entry.stub()).await.map_err(api_err)?;
+            // As whom it was applied: a tenant's layer deletes only what its account may.
+            match &entry.impersonate {
+                None => api.delete(&entry.stub()).await,
+                Some(user) => match api.impersonating(user) {
+                    Ok(acting) => acting.delete(&entry.stub()).await,
+                    Err(e) => Err(e),
+                },
+            }
+            .map_err(api_err)?;
             Action::Delete
         } else {
             kept.push(entry.clone());
@@ -260,6 +294,7 @@ mod tests {
             objects,
             wait: false,
             create_only,
+            impersonate: None,
         }
     }
 

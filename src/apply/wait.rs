@@ -129,6 +129,9 @@ mod tests {
     }
 
     impl ClusterApi for Flaky {
+        fn impersonating(&self, _: &str) -> Result<Flaky, ApiError> {
+            unreachable!()
+        }
         async fn dry_run(&self, _: &Value) -> Result<Value, ApiError> {
             unreachable!()
         }

@@ -388,6 +388,11 @@ pub struct Layer {
     /// Whether dependents wait until these objects are healthy (default true).
     #[serde(default = "default_true")]
     pub wait: bool,
+    /// A ServiceAccount in the layer's `namespace` that applies the layer: cairn impersonates
+    /// it for every read and write of the layer's objects (Flux's tenant confinement), so the
+    /// layer can do only what that account's RBAC allows, whatever its manifests ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
 }
 
 fn default_true() -> bool {

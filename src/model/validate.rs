@@ -124,6 +124,9 @@ fn check_profile_layers(p: &Located<ClusterProfile>, diags: &mut Vec<Diagnostic>
         if let Some(ns) = &layer.namespace {
             check_dns_label(p, &format!("{at}/namespace"), "namespace", ns, 63, diags);
         }
+        if let Some(account) = &layer.service_account_name {
+            check_service_account(p, &at, layer, account, diags);
+        }
         if layer.manifests.is_empty() && layer.inline.is_none() {
             diags.push(
                 p.error(
@@ -736,6 +739,36 @@ pub fn is_version(v: &str) -> bool {
         && parts
             .iter()
             .all(|p| !p.is_empty() && p.len() <= 6 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A layer's `serviceAccountName`: a DNS subdomain, in the namespace the layer names (a
+/// ServiceAccount lives in a namespace, and impersonation names both).
+fn check_service_account(
+    p: &Located<ClusterProfile>,
+    at: &str,
+    layer: &Layer,
+    account: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let field = format!("{at}/serviceAccountName");
+    if let Err(why) = dns_subdomain(account, 253) {
+        diags.push(
+            p.error(&field, format!("serviceAccountName `{account}` {why}"))
+                .help("name the ServiceAccount as Kubernetes does (lowercase, digits, '-', '.')"),
+        );
+    }
+    if layer.namespace.is_none() {
+        diags.push(
+            p.error(
+                &field,
+                format!(
+                    "layer `{}` names serviceAccountName `{account}` but no namespace for it",
+                    layer.name
+                ),
+            )
+            .help("set the layer's `namespace:` to the namespace the ServiceAccount is in"),
+        );
+    }
 }
 
 fn check_dns_label<T>(

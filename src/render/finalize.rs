@@ -25,6 +25,28 @@ pub const HASH_LEN: usize = 10;
 /// Annotation on the objects of a layer with `wait: false`: dependents do not wait for them.
 pub const NO_WAIT_ANNOTATION: &str = "cairn.dev/wait";
 
+/// Annotation on the objects of a layer with `serviceAccountName`: `namespace/name` of the
+/// ServiceAccount that applies them (see [`impersonated_user`]).
+pub const SERVICE_ACCOUNT_ANNOTATION: &str = "cairn.dev/service-account";
+
+/// The namespace and name of the ServiceAccount that applies `obj`, from its
+/// [`SERVICE_ACCOUNT_ANNOTATION`].
+pub fn service_account(obj: &Value) -> Option<(&str, &str)> {
+    obj.pointer(&format!(
+        "/metadata/annotations/{}",
+        SERVICE_ACCOUNT_ANNOTATION.replace('/', "~1")
+    ))
+    .and_then(Value::as_str)?
+    .split_once('/')
+}
+
+/// The user cairn impersonates for `obj`: `system:serviceaccount:<namespace>:<name>`, as the
+/// API server names ServiceAccounts.
+pub fn impersonated_user(obj: &Value) -> Option<String> {
+    let (namespace, name) = service_account(obj)?;
+    Some(format!("system:serviceaccount:{namespace}:{name}"))
+}
+
 /// Sets a label, creating `metadata.labels` when needed.
 pub fn set_label(obj: &mut Value, key: &str, value: &str) {
     set_metadata_entry(obj, "labels", key, value);

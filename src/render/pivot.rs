@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use super::capi::{BOOTSTRAP_API, CLUSTER_API, CONTROL_PLANE_API, INFRA_API, provider_kinds};
+use super::finalize::service_account;
 use super::kinds::{api_group, resource_name, str_at};
 use crate::model::types::{Fleet, StageName};
 use crate::model::validate::ResolvedCluster;
@@ -178,11 +179,18 @@ const WRITE_VERBS: [&str; 7] = [
     "get", "list", "watch", "create", "update", "patch", "delete",
 ];
 
-/// Cluster-wide rights: the add-on kinds the agent applies (and nothing else), reading
-/// namespaces and CRDs, and recording events.
+/// Cluster-wide rights: the add-on kinds the agent applies as itself (and nothing else),
+/// impersonating the ServiceAccounts that apply the other layers, reading namespaces and CRDs,
+/// and recording events. A layer applied as a ServiceAccount adds no right of its own: what it
+/// may do is that account's RBAC.
 fn cluster_role(addon_objects: &[Value]) -> Value {
     let mut by_group: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    let mut accounts = BTreeSet::new();
     for obj in addon_objects {
+        if let Some((_, account)) = service_account(obj) {
+            accounts.insert(account);
+            continue;
+        }
         let api = obj
             .get("apiVersion")
             .and_then(Value::as_str)
@@ -205,6 +213,12 @@ fn cluster_role(addon_objects: &[Value]) -> Value {
             verbs.extend(["escalate", "bind"]);
         }
         rules.push(json!({"apiGroups": [group], "resources": resources, "verbs": verbs}));
+    }
+    if !accounts.is_empty() {
+        // By name only: RBAC cannot pair a name with its namespace in a ClusterRole, and the
+        // layers' namespaces may not exist yet when this stage is applied.
+        rules.push(json!({"apiGroups": [""], "resources": ["serviceaccounts"],
+                          "resourceNames": accounts, "verbs": ["impersonate"]}));
     }
     json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
