@@ -119,6 +119,16 @@ where
 }
 
 /// Every ownerReference of every object points at an object that exists, by uid.
+/// A base64 Secret value as text.
+fn decode(value: &Value) -> String {
+    let bytes = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        value.as_str().unwrap(),
+    )
+    .unwrap();
+    String::from_utf8(bytes).unwrap()
+}
+
 fn dangling_owners(objects: &[Value]) -> Vec<String> {
     let uids: BTreeSet<&str> = objects
         .iter()
@@ -187,6 +197,20 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
     let source_url = format!("file://{}", repo.display());
     let repo_arg = repo.to_str().unwrap();
 
+    // The fleet names a git credentials Secret (fleet-git-credentials); the management cluster
+    // holds it, with a canary: it is copied for the agent's pod and never printed.
+    let canary = common::canary("git-credentials");
+    let credentials = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "fleet-git-credentials", "namespace": "cairn-system"},
+        "data": {"username": common::forms("git")[2], "password": common::forms(&canary)[2]}});
+    mgmt.api
+        .apply(
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "cairn-system"}}),
+        )
+        .await
+        .unwrap();
+    mgmt.api.apply(&credentials).await.unwrap();
+
     // (1) Through `cairn apply`: bootstrap, agent, move, Ready reported by the agent.
     let (ok, out) = cairn(
         &[
@@ -202,6 +226,16 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
     );
     assert!(ok, "cairn apply failed:\n{out}");
     assert!(out.contains("pivot: finish done"), "{out}");
+    let agent_log =
+        std::fs::read_to_string(root.path().join("clusters").join(CLUSTER).join("agent.log"))
+            .unwrap_or_default();
+    assert!(!agent_log.is_empty(), "the agent logged nothing");
+    for form in common::forms(&canary) {
+        assert!(
+            !out.contains(&form) && !agent_log.contains(&form),
+            "the canary leaked"
+        );
+    }
 
     let left = capi_objects(mgmt.api.as_ref()).await;
     assert!(
@@ -267,6 +301,21 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
         Vec::<String>::new(),
         "every ownerReference resolves"
     );
+    let copied = workload
+        .get(&credentials)
+        .await
+        .unwrap()
+        .expect("credentials copied");
+    assert_eq!(copied["data"], credentials["data"]);
+    // The agent ran as its pod: from its ServiceAccount's token (the simulator's pod), with the
+    // Secret's keys as files of its volume.
+    let pod = root.path().join("clusters").join(CLUSTER).join("agent-pod");
+    assert_eq!(
+        std::fs::read_to_string(pod.join("volumes/git-credentials/password")).unwrap(),
+        canary
+    );
+    let pod_kubeconfig = std::fs::read_to_string(pod.join("serviceaccount.kubeconfig")).unwrap();
+    assert!(pod_kubeconfig.contains("token:"), "{}", pod.display());
     let workload_secrets = names(&secrets(&workload).await);
     for secret in [
         format!("Secret/{CLUSTER}-kubeconfig"),
@@ -303,6 +352,20 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
         ("Ready", first.as_str())
     );
 
+    // The kept kubeconfig goes stale (KCP rotates the workload's own); the next apply refreshes
+    // it from the workload cluster's `<cluster>-kubeconfig`.
+    let kept_stub = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("{CLUSTER}-kubeconfig"), "namespace": "cairn-system"}});
+    let kept = mgmt
+        .api
+        .get(&kept_stub)
+        .await
+        .unwrap()
+        .expect("kept kubeconfig");
+    let stale = format!("{}\n# a stale copy\n", decode(&kept["data"]["value"]));
+    let stale = json!({"data": {"value": common::forms(&stale)[2]}});
+    mgmt.api.merge_patch(&kept_stub, &stale).await.unwrap();
+
     // A second apply changes nothing and still finds the cluster Ready.
     let (ok, out) = cairn(
         &[
@@ -318,6 +381,15 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
     );
     assert!(ok, "{out}");
     assert!(!out.contains("pivot:"), "no second move: {out}");
+    assert!(out.contains("refreshed the kept kubeconfig"), "{out}");
+    let own = workload
+        .get(&json!({"apiVersion": "v1", "kind": "Secret",
+                     "metadata": {"name": format!("{CLUSTER}-kubeconfig"), "namespace": CLUSTER}}))
+        .await
+        .unwrap()
+        .expect("the workload's own kubeconfig");
+    let kept = mgmt.api.get(&kept_stub).await.unwrap().unwrap();
+    assert_eq!(kept["data"]["value"], own["data"]["value"]);
     // `cairn status` reads the pivoted cluster through the kept kubeconfig, with its agent's record.
     let status = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(["status", "--output", "json", "--kubeconfig"])

@@ -212,3 +212,44 @@ fn a_version_change_renames_no_template_but_changes_the_control_plane() {
         .clone();
     assert_eq!(kcp["spec"]["version"], "v1.34.3");
 }
+
+#[test]
+fn the_agents_pod_runs_on_the_first_control_plane_node_before_it_is_ready() {
+    // At pivot time the only Node may be the first control-plane node: tainted by kubeadm, by
+    // the API server until it is Ready (no CNI yet), and by the kubelet until a cloud
+    // controller manager initializes it.
+    let first_node = serde_json::json!({"spec": {"taints": [
+        {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
+        {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"},
+        {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"},
+        {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"},
+    ]}});
+    for bundle in render_ok(&example_snapshot()).iter().filter(|b| b.pivot) {
+        let deployment = bundle
+            .stage(StageName::Pivot)
+            .unwrap()
+            .objects
+            .iter()
+            .find(|o| o["kind"] == "Deployment")
+            .unwrap();
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(
+            cairn::local::simulator::schedulable(pod, std::slice::from_ref(&first_node)),
+            Ok(()),
+            "{}",
+            bundle.cluster
+        );
+        assert_eq!(pod["priorityClassName"], "system-cluster-critical");
+        let args = pod["containers"][0]["args"].as_array().unwrap();
+        let state_dir = args
+            .iter()
+            .position(|a| a == "--state-dir")
+            .expect("--state-dir");
+        let mounted = pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["mountPath"] == args[state_dir + 1] && m["name"] == "cache");
+        assert!(mounted, "the state dir is the cache emptyDir: {args:?}");
+    }
+}

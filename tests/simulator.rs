@@ -419,20 +419,38 @@ async fn move_cluster(sim: &mut Simulator, source: &DynamicApi, target: &Dynamic
         .unwrap();
 }
 
+/// The agent's Deployment in a workload cluster, as it is now.
+async fn agent_deployment(workload: &DynamicApi) -> Value {
+    get(
+        workload,
+        "apps/v1",
+        "Deployment",
+        "cairn-system",
+        "cairn-agent",
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_docker_cluster_comes_up_scales_rolls_runs_its_agent_and_is_torn_down() {
     let (root, mgmt, api) = management().await;
     let (ns, cluster) = ("dev-docker-1", "dev-docker-1");
     let mut config = config(&mgmt, root.path());
     let agent_log = root.path().join("agent-starts.log");
-    config.agent_command = Some(vec![
-        "sh".into(),
-        "-c".into(),
-        format!(
-            "echo '{{cluster}} {{kubeconfig}}' >> {}; exec sleep 60",
-            agent_log.display()
-        ),
-    ]);
+    // The image's entrypoint logs the container's args and the kubeconfig it was given.
+    config.agent_image = Some(cairn::local::simulator::AgentImage {
+        entrypoint: vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "echo \"$* $KUBECONFIG $TMPDIR\" >> {}; exec sleep 60",
+                agent_log.display()
+            ),
+            "entrypoint".into(),
+        ],
+        extra_args: vec!["--extra".into()],
+    });
     let mut sim = Simulator::new(config).await.unwrap();
 
     // (1) The bootstrap stage: one control-plane machine and a reachable workload API server.
@@ -637,35 +655,64 @@ async fn a_docker_cluster_comes_up_scales_rolls_runs_its_agent_and_is_torn_down(
 
     // The agent runs when its Deployment appears in the workload cluster, once.
     let workload_api = DynamicApi::new(workload.clone());
+    // Its pod, as the render writes it in part: a ServiceAccount, a ConfigMap volume mounted
+    // at a path the args name, a read-only root, and pinned to the control-plane nodes. First
+    // without tolerations: kubeadm taints those nodes, so it is not scheduled.
+    let mut agent = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "cairn-agent", "namespace": "cairn-system"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "cairn-agent"}},
+            "template": {
+                "metadata": {"labels": {"app": "cairn-agent"}},
+                "spec": {
+                    "serviceAccountName": "cairn-agent",
+                    "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
+                    "containers": [{
+                        "name": "agent", "image": "cairn:test",
+                        "args": ["agent", "--config", "/etc/cairn/config/config.yaml"],
+                        "securityContext": {"readOnlyRootFilesystem": true},
+                        "volumeMounts": [{"name": "config", "mountPath": "/etc/cairn/config"}],
+                    }],
+                    "volumes": [{"name": "config", "configMap": {"name": "cairn-agent-config"}}],
+                },
+            },
+        },
+    });
     apply_all(
         &workload_api,
         &[
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "cairn-system"}}),
-            json!({
-                "apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "cairn-agent", "namespace": "cairn-system"},
-                "spec": {
-                    "replicas": 1,
-                    "selector": {"matchLabels": {"app": "cairn-agent"}},
-                    "template": {
-                        "metadata": {"labels": {"app": "cairn-agent"}},
-                        "spec": {"containers": [{"name": "agent", "image": "cairn:test"}]},
-                    },
-                },
-            }),
+            json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                   "metadata": {"name": "cairn-agent", "namespace": "cairn-system"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "cairn-agent-config", "namespace": "cairn-system"},
+                   "data": {"config.yaml": "cluster: dev-docker-1\n"}}),
+            agent.clone(),
         ],
     )
     .await;
+    let why = converge!(sim, "the agent's pod reported unschedulable", {
+        let deployment = agent_deployment(&workload_api).await;
+        let message = deployment["status"]["conditions"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match sim.agent_pid(cluster) {
+            None if message.contains("untolerated taint") => Ok(message),
+            pid => Err(format!("pid {pid:?}, status {}", deployment["status"])),
+        }
+    });
+    assert!(
+        why.contains("node-role.kubernetes.io/control-plane: NoSchedule"),
+        "{why}"
+    );
+    agent["spec"]["template"]["spec"]["tolerations"] = json!([
+        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}]);
+    apply_all(&workload_api, &[agent]).await;
     let agent_pid = converge!(sim, "the agent process and its Deployment status", {
-        let deployment = get(
-            &workload_api,
-            "apps/v1",
-            "Deployment",
-            "cairn-system",
-            "cairn-agent",
-        )
-        .await
-        .unwrap();
+        let deployment = agent_deployment(&workload_api).await;
         match sim.agent_pid(cluster) {
             Some(pid) if int_at(&deployment, "/status/availableReplicas") == 1 => Ok(pid),
             other => Err(format!(
@@ -687,7 +734,27 @@ async fn a_docker_cluster_comes_up_scales_rolls_runs_its_agent_and_is_torn_down(
         }
     });
     assert_eq!(starts.lines().count(), 1, "{starts}");
-    assert!(starts.starts_with("dev-docker-1 /"), "{starts}");
+    // The container's args with the mount path mapped onto the volume's directory, then the
+    // image's extra args; a kubeconfig of the pod's ServiceAccount token; no writable temp dir.
+    let words: Vec<&str> = starts.split_whitespace().collect();
+    let [agent_arg, config_flag, config, extra, kubeconfig, tmp] = words[..] else {
+        panic!("{starts}");
+    };
+    assert_eq!(
+        (agent_arg, config_flag, extra),
+        ("agent", "--config", "--extra")
+    );
+    assert!(config.ends_with("/volumes/config/config.yaml"), "{starts}");
+    assert_eq!(
+        std::fs::read_to_string(config).unwrap(),
+        "cluster: dev-docker-1\n"
+    );
+    let kubeconfig = std::fs::read_to_string(kubeconfig).unwrap();
+    assert!(
+        kubeconfig.contains("token:") && !kubeconfig.contains("client-key-data"),
+        "{kubeconfig}"
+    );
+    assert!(std::fs::create_dir_all(tmp).is_err(), "{tmp} is writable");
 
     // (5) Deleting the Cluster tears everything down and stops its servers.
     let pids = sim.workload_pids(cluster);

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::cluster::{provision, report_stage, stage_options};
 use super::phase::{desired_hash, record_phase};
 use super::record::{AgentStatus, read_status};
-use super::workload::{kubeconfig_gone, reach_workload};
+use super::workload::{kubeconfig_gone, reach_workload, refresh_kept_kubeconfig};
 use super::{ApplyOptions, ClusterError, ClusterReport, Phase};
 use crate::apply::api::{ApiError, ClusterApi, KubeClusterApi};
 use crate::apply::groups::{one_group, stage};
@@ -22,7 +22,8 @@ use crate::pivot::mover::{MoveOptions, Mover};
 use crate::pivot::steps::{Direction, Journal};
 use crate::render::Bundle;
 use crate::render::capi::cluster_ref;
-use crate::render::pivot::{AGENT_NAME, AGENT_NAMESPACE};
+use crate::render::finalize::CLUSTER_LABEL;
+use crate::render::pivot::{AGENT_NAME, AGENT_NAMESPACE, credentials_secret};
 
 fn api_err(step: &'static str) -> impl FnOnce(ApiError) -> ClusterError {
     move |source| ClusterError::Api { step, source }
@@ -58,6 +59,13 @@ pub async fn apply_pivoted(
     let workload = reach_workload(mgmt, name)
         .await?
         .ok_or_else(|| kubeconfig_gone(name))?;
+    if pivoted && refresh_kept_kubeconfig(mgmt, &workload, name).await? {
+        (opts.progress)(
+            name,
+            "refreshed the kept kubeconfig from the workload cluster's own",
+        );
+    }
+    copy_credentials(mgmt, &workload, bundle, opts).await?;
     let wrote = install_agent(&workload, bundle, opts, &mut report).await?;
     if wrote && !pivoted {
         record_phase(mgmt, bundle, Phase::AgentInstalled, opts).await?;
@@ -88,6 +96,59 @@ pub async fn apply_pivoted(
     }
     wait_agent_ready(&workload, bundle, opts).await?;
     Ok(report)
+}
+
+/// Copies the agent's git credentials Secret from `cairn-system` of the management cluster
+/// into the workload cluster's, on every pass (so a rotated credential follows). Its data is
+/// never read into anything printed. Missing in the management cluster: said, and the agent
+/// fetches without credentials (its volume is optional), as the controller itself would.
+async fn copy_credentials(
+    mgmt: &KubeClusterApi,
+    workload: &KubeClusterApi,
+    bundle: &Bundle,
+    opts: &ApplyOptions,
+) -> Result<(), ClusterError> {
+    let pivot_stage = stage(bundle, StageName::Pivot);
+    let Some(name) = credentials_secret(pivot_stage) else {
+        return Ok(());
+    };
+    let stub = json!({"apiVersion": "v1", "kind": "Secret",
+                      "metadata": {"name": name, "namespace": AGENT_NAMESPACE}});
+    let Some(live) = mgmt
+        .get(&stub)
+        .await
+        .map_err(api_err("read the git credentials Secret"))?
+    else {
+        (opts.progress)(
+            &bundle.cluster,
+            &format!(
+                "no Secret {AGENT_NAMESPACE}/{name} (fleet.yaml spec.source.credentialsSecret) \
+                 in the management cluster: the agent fetches without credentials"
+            ),
+        );
+        return Ok(());
+    };
+    let mut copy = stub;
+    copy["type"] = live["type"].clone();
+    copy["data"] = live["data"].clone();
+    copy["metadata"]["labels"] = json!({CLUSTER_LABEL: bundle.cluster});
+    if copy["type"].is_null() {
+        copy["type"] = json!("Opaque");
+    }
+    // Before the agent's Deployment, so its first pod mounts it: its namespace first, as the
+    // pivot stage renders it (the stage then finds it unchanged).
+    let namespace = pivot_stage
+        .iter()
+        .find(|o| o["kind"] == "Namespace" && o["metadata"]["name"] == AGENT_NAMESPACE);
+    if let Some(namespace) = namespace {
+        workload.apply(namespace).await.map_err(api_err(
+            "create the cairn-system namespace in the workload cluster",
+        ))?;
+    }
+    workload.apply(&copy).await.map_err(api_err(
+        "copy the git credentials Secret into the workload cluster",
+    ))?;
+    Ok(())
 }
 
 /// The pivot stage into the workload cluster, then the wait

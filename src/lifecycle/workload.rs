@@ -125,3 +125,42 @@ mod tests {
         );
     }
 }
+
+/// Refreshes the kubeconfig copy kept in `cairn-system` of the management cluster from the
+/// workload cluster's own `<cluster>-kubeconfig` (which moved there with the pivot, and which
+/// KCP rotates: a copy taken once would expire within a year). Writes only when it changed;
+/// nothing to do before the pivot, while the workload cluster holds no such Secret.
+pub async fn refresh_kept_kubeconfig(
+    mgmt: &impl ClusterApi,
+    workload: &impl ClusterApi,
+    cluster: &str,
+) -> Result<bool, ClusterError> {
+    let api = |step| move |source| ClusterError::Api { step, source };
+    let own = workload
+        .get(&kubeconfig_secret(cluster, cluster))
+        .await
+        .map_err(api("read the workload cluster's own kubeconfig Secret"))?;
+    let Some(value) = own
+        .as_ref()
+        .and_then(|s| s.pointer("/data/value"))
+        .and_then(Value::as_str)
+    else {
+        return Ok(false);
+    };
+    let kept = mgmt
+        .get(&kubeconfig_secret(cluster, AGENT_NAMESPACE))
+        .await
+        .map_err(api("read the kept workload kubeconfig"))?;
+    if kept
+        .as_ref()
+        .and_then(|k| k.pointer("/data/value"))
+        .and_then(Value::as_str)
+        == Some(value)
+    {
+        return Ok(false);
+    }
+    mgmt.apply(&crate::pivot::mover::kubeconfig_copy(cluster, value))
+        .await
+        .map_err(api("refresh the kept workload kubeconfig"))?;
+    Ok(true)
+}

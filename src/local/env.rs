@@ -217,7 +217,7 @@ pub async fn simulate(dir: &Path, machine_delay: Duration) -> Result<(), LocalEr
     let kubeconfig = std::fs::read_to_string(&kubeconfig_path).map_err(io_err(&kubeconfig_path))?;
     let mut config = SimulatorConfig::new(kubeconfig, dir.join("clusters"), Assets::from_env()?);
     config.machine_delay = machine_delay;
-    config.agent_command = SimulatorConfig::default_agent_command();
+    config.agent_image = SimulatorConfig::default_agent_image();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term =

@@ -8,6 +8,7 @@ pub mod crds;
 pub mod env;
 pub mod pidfile;
 pub mod simulator;
+pub mod token;
 pub mod tools;
 
 pub use apiserver::{ApiServer, ApiServerError, ApiServerOptions};

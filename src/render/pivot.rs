@@ -65,6 +65,20 @@ pub fn pivot_objects(rc: &ResolvedCluster, fleet: &Fleet, addon_objects: &[Value
     ]
 }
 
+/// The git credentials Secret the agent of `pivot_stage` mounts (fleet.yaml
+/// `spec.source.credentialsSecret`), if any: copied into the workload cluster at the pivot.
+pub fn credentials_secret(pivot_stage: &[Value]) -> Option<&str> {
+    pivot_stage
+        .iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == AGENT_NAME)?
+        .pointer("/spec/template/spec/volumes")?
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == "git-credentials")?
+        .pointer("/secret/secretName")?
+        .as_str()
+}
+
 /// Points the agent of a bundle at another git URL (`--source-url`).
 pub fn override_source_url(bundle: &mut super::Bundle, url: &str) {
     for stage in bundle
@@ -309,8 +323,24 @@ fn binding(kind: &str, role_kind: &str, namespace: Option<&str>) -> Value {
     })
 }
 
+/// Where the agent keeps its git mirror: the `cache` emptyDir (the root filesystem is read-only).
+const STATE_DIR: &str = "/var/cache/cairn";
+
+/// Taints the agent's pod tolerates: at pivot time the only Node is often the first
+/// control-plane node, tainted by kubeadm, possibly not Ready yet (no CNI) and uninitialized
+/// (no cloud controller manager yet), and the agent must run there to finish the cluster.
+fn tolerations() -> Value {
+    json!([
+        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"},
+        {"key": "node.cloudprovider.kubernetes.io/uninitialized", "operator": "Exists", "effect": "NoSchedule"},
+    ])
+}
+
 /// The agent Deployment. No HTTP probes: the agent serves no endpoint; a crashed agent is
 /// restarted by the kubelet, and its health is the record it keeps in the PivotPlan status.
+/// It runs at `system-cluster-critical`: it is what keeps the cluster converged.
 fn deployment(rc: &ResolvedCluster, image: &str, credentials: Option<&str>) -> Value {
     let labels =
         json!({"app.kubernetes.io/name": AGENT_NAME, "app.kubernetes.io/part-of": "cairn"});
@@ -326,7 +356,7 @@ fn deployment(rc: &ResolvedCluster, image: &str, credentials: Option<&str>) -> V
             json!({"name": "git-credentials", "secret": {"secretName": secret, "optional": true}}),
         );
     }
-    mounts.push(json!({"name": "cache", "mountPath": "/var/cache/cairn"}));
+    mounts.push(json!({"name": "cache", "mountPath": STATE_DIR}));
     volumes.push(json!({"name": "cache", "emptyDir": {}}));
     json!({
         "apiVersion": "apps/v1",
@@ -340,11 +370,14 @@ fn deployment(rc: &ResolvedCluster, image: &str, credentials: Option<&str>) -> V
                 "metadata": {"labels": labels},
                 "spec": {
                     "serviceAccountName": AGENT_NAME,
+                    "priorityClassName": "system-cluster-critical",
+                    "tolerations": tolerations(),
                     "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
                         "name": "agent",
                         "image": image,
-                        "args": ["agent", "--cluster", rc.name, "--config", "/etc/cairn/config/config.yaml"],
+                        "args": ["agent", "--cluster", rc.name, "--config", "/etc/cairn/config/config.yaml",
+                                 "--state-dir", STATE_DIR],
                         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
                         "securityContext": {
                             "allowPrivilegeEscalation": false,

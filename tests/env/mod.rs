@@ -53,25 +53,13 @@ impl Management {
         );
         config.machine_delay = machine_delay;
         config.poll_interval = Duration::from_millis(200);
-        // The agent of a pivoted cluster is this build of cairn, polling git every second.
-        config.agent_command = Some(
-            [
-                env!("CARGO_BIN_EXE_cairn"),
-                "agent",
-                "--cluster",
-                "{cluster}",
-                "--kubeconfig",
-                "{kubeconfig}",
-                "--poll-interval",
-                "1s",
-                "--timeout",
-                "120s",
-                "--state-dir",
-                "{dir}/agent-state",
-            ]
-            .map(str::to_string)
-            .to_vec(),
-        );
+        // The agent's image is this build of cairn, polling git every second.
+        config.agent_image = Some(cairn::local::simulator::AgentImage {
+            entrypoint: vec![env!("CARGO_BIN_EXE_cairn").to_string()],
+            extra_args: ["--poll-interval", "1s", "--timeout", "120s"]
+                .map(str::to_string)
+                .to_vec(),
+        });
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         let simulator = tokio::spawn(cairn::local::simulator::run(config, shutdown));
         Management {
@@ -92,27 +80,8 @@ impl Management {
 /// A kubeconfig for `server` whose user is ServiceAccount `namespace/name`, with a bound token
 /// from a real TokenRequest (the account must exist).
 pub async fn service_account_kubeconfig(server: &ApiServer, namespace: &str, name: &str) -> String {
-    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-    use k8s_openapi::api::core::v1::ServiceAccount;
-    use kube::api::{Api, PostParams};
     let admin = server.client().await.unwrap();
-    let accounts: Api<ServiceAccount> = Api::namespaced(admin, namespace);
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: Vec::new(),
-            expiration_seconds: Some(3600),
-            ..TokenRequestSpec::default()
-        },
-        ..TokenRequest::default()
-    };
-    let token = accounts
-        .create_token_request(name, &PostParams::default(), &request)
+    cairn::local::token::service_account_kubeconfig(&admin, &server.kubeconfig, namespace, name)
         .await
         .unwrap()
-        .status
-        .unwrap()
-        .token;
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&server.kubeconfig).unwrap();
-    config["users"][0]["user"] = serde_yaml::to_value(serde_json::json!({"token": token})).unwrap();
-    serde_yaml::to_string(&config).unwrap()
 }

@@ -3,15 +3,16 @@
 //! reports the Deployment available while it runs); it restarts the process with backoff when
 //! it exits, and stops it when the Deployment or the cluster goes away.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::objects::{ident, is_deleting};
+use super::pod::{self, Launch};
 use super::status::{now, set_observed_generation};
-use super::{ClusterState, Report, SimulatorConfig, SimulatorError};
+use super::{AgentImage, ClusterState, Report, SimulatorConfig, SimulatorError};
 
 pub const AGENT_NAMESPACE: &str = "cairn-system";
 pub const AGENT_DEPLOYMENT: &str = "cairn-agent";
@@ -20,6 +21,8 @@ pub const AGENT_DEPLOYMENT: &str = "cairn-agent";
 #[derive(Default)]
 pub struct AgentSlot {
     child: Option<Child>,
+    /// The pod template the process was started from.
+    template: Option<Value>,
     restarts: u32,
     not_before: Option<Instant>,
 }
@@ -67,37 +70,31 @@ impl Drop for AgentSlot {
     }
 }
 
-fn substitute(arg: &str, cluster: &str, namespace: &str, kubeconfig: &str, dir: &str) -> String {
-    arg.replace("{cluster}", cluster)
-        .replace("{namespace}", namespace)
-        .replace("{kubeconfig}", kubeconfig)
-        .replace("{dir}", dir)
-}
-
 fn spawn(
-    command: &[String],
-    state: &ClusterState,
-    kubeconfig: &str,
-    log: &PathBuf,
+    image: &AgentImage,
+    cluster: &str,
+    launch: &Launch,
+    log: &Path,
 ) -> Result<Child, SimulatorError> {
-    // The log lives in the cluster's state directory.
-    let dir = log
-        .parent()
-        .map(|p| p.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let args: Vec<String> = command
+    let args: Vec<&String> = image
+        .entrypoint
         .iter()
-        .map(|a| substitute(a, &state.name, &state.namespace, kubeconfig, &dir))
+        .chain(&launch.args)
+        .chain(&image.extra_args)
         .collect();
     let failed = |source| SimulatorError::Agent {
-        cluster: state.name.clone(),
-        command: args.join(" "),
+        cluster: cluster.to_string(),
+        command: args
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
         source,
     };
     let (program, rest) = args.split_first().ok_or_else(|| {
         failed(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            "the agent command is empty",
+            "the agent image's entrypoint is empty",
         ))
     })?;
     if let Some(dir) = log.parent() {
@@ -110,8 +107,11 @@ fn spawn(
         .map_err(failed)?;
     let err = out.try_clone().map_err(failed)?;
     let mut cmd = Command::new(program);
+    // Only what the pod would have: its env, not this process's.
     cmd.args(rest)
-        .env("KUBECONFIG", kubeconfig)
+        .env_clear()
+        .envs(std::env::var_os("PATH").map(|p| ("PATH", p)))
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err);
@@ -136,7 +136,6 @@ pub async fn reconcile(
         return Ok(());
     };
     let server = workload.server.clone();
-    let kubeconfig = workload.kubeconfig_path.to_string_lossy().to_string();
     let wanted = ident("apps/v1", "Deployment", AGENT_NAMESPACE, AGENT_DEPLOYMENT);
     let deployment = server.fetch(&wanted).await?.filter(|d| !is_deleting(d));
     let Some(deployment) = deployment else {
@@ -145,16 +144,43 @@ pub async fn reconcile(
         }
         return Ok(());
     };
-    let Some(command) = &config.agent_command else {
+    let Some(image) = &config.agent_image else {
         return Ok(());
     };
     let name = state.name.clone();
+    let template = deployment["spec"]["template"].clone();
+    if state
+        .agent
+        .template
+        .as_ref()
+        .is_some_and(|t| *t != template)
+        && state.agent.stop()
+    {
+        // A new pod template is a new pod: restarted at once, with what it now says.
+        tracing::info!(cluster = %name, "the agent's pod template changed; restarting it");
+        state.agent.not_before = None;
+    }
     if !state.agent.running(&name) && state.agent.not_before.is_none_or(|t| Instant::now() >= t) {
-        let log = config.state_dir.join(&state.name).join("agent.log");
-        let child = spawn(command, state, &kubeconfig, &log)?;
-        tracing::info!(cluster = %name, pid = child.id(), "started the agent");
-        state.agent.child = Some(child);
-        report.agents_started.push(name.clone());
+        let nodes = server.list("v1", "Node", None, None).await?;
+        let dir = config.state_dir.join(&state.name).join("agent-pod");
+        match pod::prepare(&server, &workload.kubeconfig, &deployment, &nodes, &dir).await? {
+            Err(pending) => {
+                tracing::debug!(cluster = %name, %pending, "the agent's pod cannot start");
+                let status = unavailable(&deployment, &pending);
+                server
+                    .set_status(&deployment, status, "set the agent Deployment status")
+                    .await?;
+                return Ok(());
+            }
+            Ok(launch) => {
+                let log = config.state_dir.join(&state.name).join("agent.log");
+                let child = spawn(image, &name, &launch, &log)?;
+                tracing::info!(cluster = %name, pid = child.id(), "started the agent");
+                state.agent.child = Some(child);
+                state.agent.template = Some(template);
+                report.agents_started.push(name.clone());
+            }
+        }
     }
     if state.agent.running(&name) {
         let replicas = deployment
@@ -178,10 +204,10 @@ pub async fn reconcile(
             "availableReplicas": replicas,
             "conditions": [
                 {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-                 "message": "the agent runs as a local process (cairn simulator)",
+                 "message": "the agent's pod runs as a local process (cairn simulator)",
                  "lastUpdateTime": since, "lastTransitionTime": since},
                 {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                 "message": "the agent runs as a local process (cairn simulator)",
+                 "message": "the agent's pod runs as a local process (cairn simulator)",
                  "lastUpdateTime": since, "lastTransitionTime": since},
             ],
         });
@@ -191,4 +217,26 @@ pub async fn reconcile(
             .await?;
     }
     Ok(())
+}
+
+/// The status of a Deployment whose pod cannot start: unavailable, saying why.
+fn unavailable(deployment: &Value, why: &str) -> Value {
+    let replicas = deployment
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let now = now();
+    let mut status = json!({
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": 0,
+        "availableReplicas": 0,
+        "unavailableReplicas": replicas,
+        "conditions": [
+            {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+             "message": why, "lastUpdateTime": now, "lastTransitionTime": now},
+        ],
+    });
+    set_observed_generation(&mut status, deployment);
+    status
 }

@@ -9,9 +9,11 @@
 //! MachineDeployments into MachineSets, Machines, KubeadmConfigs, infrastructure machines and
 //! Secrets shaped and owned as the real controllers make them, rolls them when their templates
 //! or version change, starts a real kube-apiserver for the workload cluster at its first
-//! control-plane machine, registers a Node per machine there, writes every status through the
-//! status subresource, runs the agent when its Deployment appears, and tears it all down when
-//! the Cluster is deleted. Add-on workloads in the workload servers are reported rolled out,
+//! control-plane machine, registers a Node per machine there (control-plane Nodes tainted as
+//! kubeadm taints them, the API server's not-ready taint lifted once Ready, as the node
+//! lifecycle controller does), writes every status through the status subresource, runs the
+//! agent's pod as its Deployment says when it can be scheduled (`pod`: its ServiceAccount's
+//! token, its volumes, its args), and tears it all down when the Cluster is deleted. Add-on workloads in the workload servers are reported rolled out,
 //! Namespaces being deleted are emptied and finalized, and orphans (objects whose owners are
 //! gone) are deleted, since there is no kube-controller-manager.
 
@@ -22,6 +24,7 @@ mod machinedeployment;
 mod machines;
 mod naming;
 mod objects;
+mod pod;
 mod schema;
 mod secrets;
 mod status;
@@ -43,6 +46,7 @@ use schema::Server;
 use workload::Workload;
 
 pub use objects::FIELD_MANAGER;
+pub use pod::schedulable;
 
 /// How the simulator runs.
 #[derive(Clone, Debug)]
@@ -58,11 +62,18 @@ pub struct SimulatorConfig {
     pub poll_interval: Duration,
     /// Leave the workload API servers running when the simulator stops (`cairn local up`).
     pub detach_workload_servers: bool,
-    /// The agent command line, run when the `cairn-agent` Deployment appears in a workload
-    /// cluster. `{cluster}`, `{namespace}`, `{kubeconfig}` (a path to the workload admin
-    /// kubeconfig) and `{dir}` (the cluster's state directory) are substituted in every
-    /// argument. `None`: the agent is not run.
-    pub agent_command: Option<Vec<String>>,
+    /// What stands for the agent's image when the `cairn-agent` Deployment appears in a
+    /// workload cluster: its pod runs as a local process (see `pod`). `None`: not run.
+    pub agent_image: Option<AgentImage>,
+}
+
+/// The agent's container image, as a local command.
+#[derive(Clone, Debug)]
+pub struct AgentImage {
+    /// The image's entrypoint (`cairn`, as the Dockerfile's); the container's args follow.
+    pub entrypoint: Vec<String>,
+    /// Appended after the container's args (a local environment polls faster than a cluster).
+    pub extra_args: Vec<String>,
 }
 
 impl SimulatorConfig {
@@ -74,30 +85,17 @@ impl SimulatorConfig {
             machine_delay: Duration::from_millis(200),
             poll_interval: Duration::from_millis(500),
             detach_workload_servers: false,
-            agent_command: None,
+            agent_image: None,
         }
     }
 
-    /// This executable as the agent: `<exe> agent --cluster {cluster} --kubeconfig {kubeconfig}
-    /// --poll-interval 5s --state-dir {dir}/agent-state`.
-    pub fn default_agent_command() -> Option<Vec<String>> {
+    /// This executable as the agent's image, polling every 5 s.
+    pub fn default_agent_image() -> Option<AgentImage> {
         let exe = std::env::current_exe().ok()?;
-        Some(
-            [
-                exe.to_string_lossy().as_ref(),
-                "agent",
-                "--cluster",
-                "{cluster}",
-                "--kubeconfig",
-                "{kubeconfig}",
-                "--poll-interval",
-                "5s",
-                "--state-dir",
-                "{dir}/agent-state",
-            ]
-            .map(str::to_string)
-            .to_vec(),
-        )
+        Some(AgentImage {
+            entrypoint: vec![exe.to_string_lossy().into_owned()],
+            extra_args: vec!["--poll-interval".into(), "5s".into()],
+        })
     }
 }
 
@@ -144,6 +142,12 @@ pub enum SimulatorError {
         what: String,
         #[source]
         source: rcgen::Error,
+    },
+    #[error("cannot write the files of a pod at {}", .path.display())]
+    PodFiles {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
     #[error("cannot start the agent of Cluster {cluster} ({command})")]
     Agent {
@@ -217,7 +221,6 @@ impl Report {
 /// What the simulator keeps about one Cluster between passes.
 pub(crate) struct ClusterState {
     pub name: String,
-    pub namespace: String,
     /// The server its CAPI objects live in now.
     pub location: String,
     pub workload: Option<Workload>,
@@ -441,7 +444,6 @@ impl Simulator {
                     key.clone(),
                     ClusterState {
                         name: cluster_name.clone(),
-                        namespace: namespace.clone(),
                         location: String::new(),
                         workload: attached,
                         agent: agent::AgentSlot::default(),

@@ -30,7 +30,6 @@ enum Process {
 pub struct Workload {
     pub server: Arc<Server>,
     pub kubeconfig: String,
-    pub kubeconfig_path: PathBuf,
     pub port: u16,
     pub dir: PathBuf,
     process: Process,
@@ -84,7 +83,6 @@ impl Workload {
                 client,
             )),
             kubeconfig: apiserver.kubeconfig.clone(),
-            kubeconfig_path: apiserver.kubeconfig_path.clone(),
             port: apiserver.port,
             dir: dir.to_path_buf(),
             process: Process::Owned(apiserver),
@@ -117,7 +115,6 @@ impl Workload {
             )),
             port: port_of(&kubeconfig),
             kubeconfig,
-            kubeconfig_path,
             dir: dir.to_path_buf(),
             process: Process::Attached { pids },
         })
@@ -210,8 +207,14 @@ pub async fn register_node(server: &Server, node: &NodeSpec<'_>) -> Result<(), S
         CLUSTER_NAME_ANNOTATION: node.cluster,
         CLUSTER_NAMESPACE_ANNOTATION: node.namespace,
     });
+    obj["spec"] = json!({});
     if !node.provider_id.is_empty() {
-        obj["spec"] = json!({"providerID": node.provider_id});
+        obj["spec"]["providerID"] = json!(node.provider_id);
+    }
+    // kubeadm taints control-plane nodes: only pods that tolerate it run there.
+    if node.control_plane {
+        obj["spec"]["taints"] =
+            json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]);
     }
     let live = server.apply(&obj, "register the Node").await?;
     let now = now();
@@ -236,8 +239,27 @@ pub async fn register_node(server: &Server, node: &NodeSpec<'_>) -> Result<(), S
             .set_status(&live, status, "set the Node status")
             .await?;
     }
+    // The API server's admission taints every new Node not-ready; kube-controller-manager's
+    // node lifecycle controller lifts the taint once the Node is Ready, and so does this.
+    let taints = live.pointer("/spec/taints").and_then(Value::as_array);
+    if let Some(taints) = taints.filter(|t| t.iter().any(|t| t["key"] == NOT_READY_TAINT)) {
+        let kept: Vec<&Value> = taints
+            .iter()
+            .filter(|t| t["key"] != NOT_READY_TAINT)
+            .collect();
+        server
+            .merge_patch(
+                &live,
+                &json!({"spec": {"taints": kept}}),
+                "lift the not-ready taint",
+            )
+            .await?;
+    }
     Ok(())
 }
+
+/// What the API server's admission taints a new Node with until it is Ready.
+const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
 
 /// The Nodes of `cluster`'s machines in its workload server.
 pub async fn nodes_of(
