@@ -549,6 +549,76 @@ fn missing_profile_suggests_the_profile_meant() {
 }
 
 #[test]
+fn providers_are_known_once_at_release_versions_and_cover_every_cluster() {
+    let mut files = base();
+    let fleet = files.get_mut("fleet.yaml").unwrap();
+    fleet.push_str(
+        "  providers:
+    core: {name: cluster-api, version: 1.14.2}
+    bootstrap: [{name: kubeadm, version: v1.14.2}]
+    controlPlane: [{name: kubedam, version: v1.14.2}]
+    infrastructure:
+      - {name: vsphere, version: v1.16.1, components: [../capv.yaml]}
+      - {name: vsphere, version: v1.16.1-}
+",
+    );
+    let r = validate(&files);
+    r.expect(
+        &error("fleet.yaml", 13, 40, "malformed provider version `1.14.2`")
+            .help("vMAJOR.MINOR.PATCH"),
+    );
+    r.expect(
+        &error(
+            "fleet.yaml",
+            15,
+            27,
+            "unknown control-plane provider `kubedam`",
+        )
+        .help("did you mean `kubeadm`?"),
+    );
+    r.expect(&error(
+        "fleet.yaml",
+        17,
+        56,
+        "manifest path `../capv.yaml` leaves the repository",
+    ));
+    r.expect(&error(
+        "fleet.yaml",
+        18,
+        16,
+        "infrastructure provider `vsphere` is declared twice",
+    ));
+    r.expect(&error(
+        "fleet.yaml",
+        18,
+        34,
+        "malformed provider version `v1.16.1-`",
+    ));
+    r.expect(
+        &error(
+            "clusters/alpha.yaml",
+            7,
+            15,
+            "infrastructure provider `docker` is not among fleet.yaml's spec.providers.infrastructure",
+        )
+        .cluster(&["alpha"])
+        .help("add `{name: docker, version: ...}`"),
+    );
+    let warning = r
+        .diags
+        .iter()
+        .find(|d| d.severity == "warning")
+        .expect("a warning");
+    assert!(
+        warning.message.contains("names no certManager"),
+        "{}",
+        warning.text()
+    );
+    assert_eq!((warning.file.as_str(), warning.line), ("fleet.yaml", 12));
+    assert_eq!(r.errors().len(), 6, "{}", r.text.stderr);
+}
+
+#[test]
 fn a_service_account_needs_a_valid_name_and_the_layers_namespace() {
     let mut files = base_with(
         "profiles/base.yaml",

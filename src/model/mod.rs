@@ -3,6 +3,7 @@
 pub mod budget;
 pub mod diag;
 pub mod load;
+pub mod providers;
 pub mod schema;
 pub mod snapshot;
 pub mod types;

@@ -34,6 +34,49 @@ pub struct FleetSpec {
     /// How agents reach this repository after the pivot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceSettings>,
+    /// The Cluster API providers the fleet runs (what `clusterctl init` installs), installed in
+    /// a workload cluster before its CAPI objects move there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub providers: Option<Providers>,
+}
+
+/// The providers of a fleet, as `clusterctl init` names them, plus cert-manager (which the CAPI
+/// webhooks need).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Providers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_manager: Option<CertManager>,
+    /// The core provider: `cluster-api`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub core: Option<ProviderVersion>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bootstrap: Vec<ProviderVersion>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub control_plane: Vec<ProviderVersion>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub infrastructure: Vec<ProviderVersion>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CertManager {
+    /// As `vMAJOR.MINOR.PATCH`.
+    pub version: String,
+}
+
+/// One provider at one version.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProviderVersion {
+    /// clusterctl's name for it: `cluster-api`, `kubeadm`, `vsphere`, `aws`, `docker`.
+    pub name: String,
+    /// As `vMAJOR.MINOR.PATCH` (a pre-release suffix such as `-rc.1` allowed).
+    pub version: String,
+    /// Repository-relative files of the provider's released components YAML. Without them,
+    /// cairn installs in a target what the management cluster runs, at the same version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema, PartialEq)]

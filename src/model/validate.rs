@@ -162,6 +162,7 @@ pub fn check_repo_glob(glob: &str) -> Result<(), String> {
 }
 
 fn check_fleet(fleet: &Located<Fleet>, diags: &mut Vec<Diagnostic>) {
+    super::providers::check_providers(fleet, diags);
     if let Some(v) = &fleet.doc.spec.defaults.kubernetes_version {
         check_version(fleet, "/spec/defaults/kubernetesVersion", v, diags);
     }
@@ -243,6 +244,7 @@ fn resolve_cluster<'a>(
         check_pivot_settings(c, fleet, diags);
     }
     check_infrastructure(c, diags);
+    super::providers::check_cluster_provider(c, fleet, diags);
     check_workers(c, diags);
     check_patches(c, diags);
     let used = used_profiles(c, profiles, diags);
