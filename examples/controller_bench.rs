@@ -609,6 +609,7 @@ async fn management_side(
             objects: stage(bundle, StageName::Workload).to_vec(),
             wait: false,
             create_only: false,
+            impersonate: None,
         }];
         let r = apply_stage(mgmt, name, StageName::Workload, &workload, stage_opts).await?;
         report_stage(opts, name, StageName::Workload, &r);

@@ -109,6 +109,7 @@ async fn converge(api: &KubeClusterApi, bundles: &[Bundle]) -> Result<()> {
             objects,
             wait: false,
             create_only,
+            impersonate: None,
         };
         let bootstrap = [group(owned, false), group(handed, true)];
         apply_stage(api, &bundle.cluster, StageName::Bootstrap, &bootstrap, opts).await?;
