@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::model::types::StageName;
 use crate::render::finalize::{LAYER_LABEL, NO_WAIT_ANNOTATION, impersonated_user};
-use crate::render::kinds::ObjectKey;
+use crate::render::kinds::{ObjectKey, annotation, label};
 use crate::render::{Bundle, Stage};
 
 /// A group of a stage's objects applied together: a profile layer, or a whole stage.
@@ -50,21 +50,8 @@ pub fn one_group(objects: &[Value]) -> Vec<Group> {
 pub fn addon_groups(objects: &[Value]) -> Vec<Group> {
     let mut groups: Vec<(String, Group)> = Vec::new();
     for obj in objects {
-        let layer = obj
-            .pointer(&format!(
-                "/metadata/labels/{}",
-                LAYER_LABEL.replace('/', "~1")
-            ))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let wait = obj
-            .pointer(&format!(
-                "/metadata/annotations/{}",
-                NO_WAIT_ANNOTATION.replace('/', "~1")
-            ))
-            .and_then(Value::as_str)
-            != Some("false");
+        let layer = label(obj, LAYER_LABEL).unwrap_or_default().to_string();
+        let wait = annotation(obj, NO_WAIT_ANNOTATION) != Some("false");
         match groups.last_mut() {
             Some((name, group)) if *name == layer => group.objects.push(obj.clone()),
             _ => groups.push((

@@ -219,6 +219,15 @@ async fn apply_group(
     Ok(())
 }
 
+/// Deletes a recorded object as whom it was applied: a tenant's layer deletes only what its
+/// account may.
+async fn delete_as_applied(api: &impl ClusterApi, entry: &Entry) -> Result<bool, ApiError> {
+    match &entry.impersonate {
+        None => api.delete(&entry.stub()).await,
+        Some(user) => api.impersonating(user)?.delete(&entry.stub()).await,
+    }
+}
+
 /// Applies a stage group by group: in each, CRDs and Namespaces that drifted first (waited
 /// until established), then every other drifted object in order, then (when asked) a wait for
 /// the whole group's health. Objects that have not drifted are not written. Then prunes and
@@ -250,15 +259,7 @@ pub async fn apply_stage(
     let mut kept = desired.clone();
     for entry in recorded.iter().filter(|e| !desired_keys.contains(&e.key())) {
         let action = if opts.prune {
-            // As whom it was applied: a tenant's layer deletes only what its account may.
-            match &entry.impersonate {
-                None => api.delete(&entry.stub()).await,
-                Some(user) => match api.impersonating(user) {
-                    Ok(acting) => acting.delete(&entry.stub()).await,
-                    Err(e) => Err(e),
-                },
-            }
-            .map_err(api_err)?;
+            delete_as_applied(api, entry).await.map_err(api_err)?;
             Action::Delete
         } else {
             kept.push(entry.clone());

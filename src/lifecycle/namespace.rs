@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::ClusterError;
 use crate::apply::api::ClusterApi;
+use crate::render::kinds::annotation;
 
 /// On a namespace cairn created for a cluster (the bootstrap stage, or a pivot that found it
 /// missing in its target).
@@ -43,11 +44,5 @@ pub async fn record_created(api: &impl ClusterApi, name: &str) -> Result<(), Clu
 
 /// Whether a live namespace carries cairn's record of creating it.
 pub fn created_by_cairn(namespace: &Value) -> bool {
-    namespace
-        .pointer(&format!(
-            "/metadata/annotations/{}",
-            CREATED_ANNOTATION.replace('/', "~1")
-        ))
-        .and_then(Value::as_str)
-        == Some("true")
+    annotation(namespace, CREATED_ANNOTATION) == Some("true")
 }

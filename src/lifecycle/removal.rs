@@ -28,22 +28,11 @@ fn api_err(step: &'static str) -> impl FnOnce(ApiError) -> ClusterError {
 }
 
 fn label(obj: &Value) -> Option<String> {
-    obj.pointer(&format!(
-        "/metadata/labels/{}",
-        CLUSTER_LABEL.replace('/', "~1")
-    ))
-    .and_then(Value::as_str)
-    .map(str::to_string)
+    crate::render::kinds::label(obj, CLUSTER_LABEL).map(str::to_string)
 }
 
 pub fn is_protected(cluster: &Value) -> bool {
-    cluster
-        .pointer(&format!(
-            "/metadata/annotations/{}",
-            PROTECT_ANNOTATION.replace('/', "~1")
-        ))
-        .and_then(Value::as_str)
-        == Some("true")
+    crate::render::kinds::annotation(cluster, PROTECT_ANNOTATION) == Some("true")
 }
 
 /// The clusters cairn manages that are not in `rendered`: Clusters it labelled in the

@@ -33,8 +33,7 @@ pub struct ClusterStatus {
 }
 
 fn annotation(obj: &Value, key: &str) -> String {
-    obj.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")))
-        .and_then(Value::as_str)
+    crate::render::kinds::annotation(obj, key)
         .unwrap_or_default()
         .to_string()
 }

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use crate::apply::health::control_plane_initialized;
-use crate::render::kinds::{object_ref, str_at};
+use crate::render::kinds::{annotation, object_ref, str_at};
 
 pub const BLOCK_MOVE_ANNOTATION: &str = "clusterctl.cluster.x-k8s.io/block-move";
 pub const DELETE_FOR_MOVE_ANNOTATION: &str = "clusterctl.cluster.x-k8s.io/delete-for-move";
@@ -78,13 +78,9 @@ pub fn is_paused(cluster: &Value) -> bool {
 
 /// The objects that ask the move to wait.
 pub fn blocking(objects: &[Value]) -> Vec<String> {
-    let pointer = format!(
-        "/metadata/annotations/{}",
-        BLOCK_MOVE_ANNOTATION.replace('/', "~1")
-    );
     objects
         .iter()
-        .filter(|o| o.pointer(&pointer).is_some())
+        .filter(|o| annotation(o, BLOCK_MOVE_ANNOTATION).is_some())
         .map(object_ref)
         .collect()
 }

@@ -137,14 +137,7 @@ impl Journal {
 
     /// The journal on a Cluster, if any; an unreadable one is an error naming its text.
     pub fn of(cluster: &serde_json::Value) -> Result<Option<Journal>, String> {
-        let pointer = format!(
-            "/metadata/annotations/{}",
-            JOURNAL_ANNOTATION.replace('/', "~1")
-        );
-        match cluster
-            .pointer(&pointer)
-            .and_then(serde_json::Value::as_str)
-        {
+        match crate::render::kinds::annotation(cluster, JOURNAL_ANNOTATION) {
             None => Ok(None),
             Some(text) => serde_json::from_str(text).map(Some).map_err(|e| {
                 format!("annotation {JOURNAL_ANNOTATION} is not a pivot journal ({e}): {text}")

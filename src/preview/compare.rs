@@ -364,13 +364,7 @@ fn object_diff(
 ) -> ObjectDiff {
     let layer = new
         .or(old)
-        .and_then(|o| {
-            o.pointer(&format!(
-                "/metadata/labels/{}",
-                LAYER_LABEL.replace('/', "~1")
-            ))
-        })
-        .and_then(Value::as_str)
+        .and_then(|o| crate::render::kinds::label(o, LAYER_LABEL))
         .map(str::to_string);
     ObjectDiff {
         stage,

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::capi::is_hashed_template;
-use super::kinds::{api_group, object_ref, str_at};
+use super::kinds::{annotation, api_group, object_ref, str_at};
 use crate::model::budget::{Budget, Meter, Size, measure};
 use crate::model::diag::Diagnostic;
 use crate::model::schema::dotted;
@@ -32,12 +32,7 @@ pub const SERVICE_ACCOUNT_ANNOTATION: &str = "cairn.dev/service-account";
 /// The namespace and name of the ServiceAccount that applies `obj`, from its
 /// [`SERVICE_ACCOUNT_ANNOTATION`].
 pub fn service_account(obj: &Value) -> Option<(&str, &str)> {
-    obj.pointer(&format!(
-        "/metadata/annotations/{}",
-        SERVICE_ACCOUNT_ANNOTATION.replace('/', "~1")
-    ))
-    .and_then(Value::as_str)?
-    .split_once('/')
+    annotation(obj, SERVICE_ACCOUNT_ANNOTATION)?.split_once('/')
 }
 
 /// The user cairn impersonates for `obj`: `system:serviceaccount:<namespace>:<name>`, as the

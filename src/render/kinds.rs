@@ -107,6 +107,16 @@ pub fn str_at<'a>(obj: &'a Value, pointer: &str) -> Option<&'a str> {
     obj.pointer(pointer).and_then(Value::as_str)
 }
 
+/// The string value of annotation `key` on `obj`.
+pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get("annotations")?.get(key)?.as_str()
+}
+
+/// The string value of label `key` on `obj`.
+pub fn label<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get("labels")?.get(key)?.as_str()
+}
+
 /// The identity of an object across revisions and API versions: group, kind, namespace, name.
 /// What inventories record, plans name and duplicate checks compare. The API version is not part
 /// of it, so an object whose apiVersion moves from `v1beta1` to `v1beta2` within its group stays
