@@ -17,10 +17,20 @@ use cairn::apply::health::{Health, health};
 use cairn::lifecycle::record::read_status;
 use cairn::lifecycle::workload::reach_workload;
 use cairn::model::types::StageName;
+use cairn::pivot::providers::PROVIDER_LABEL;
 use cairn::render::render_repo;
 use serde_json::{Value, json};
 
 const CLUSTER: &str = "staging-aws-1";
+/// Every provider the local management cluster runs, sorted.
+const PROVIDERS: [&str; 6] = [
+    "bootstrap-kubeadm",
+    "cluster-api",
+    "control-plane-kubeadm",
+    "infrastructure-aws",
+    "infrastructure-docker",
+    "infrastructure-vsphere",
+];
 const CAPI: &str = "cluster.x-k8s.io/v1beta2";
 
 /// The CAPI kinds of an AWS cluster.
@@ -269,6 +279,42 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
         cluster["metadata"]["annotations"]["cairn.dev/phase"],
         "Ready"
     );
+    // The CAPI controllers moved in before the objects did: every provider the management
+    // cluster runs has its Deployment Available in the workload cluster, its inventory and
+    // its cloud credentials, as clusterctl init would have left them.
+    let deployments = workload
+        .list("apps/v1", "Deployment", None, Some(PROVIDER_LABEL))
+        .await
+        .unwrap();
+    let mut running: Vec<&str> = deployments
+        .iter()
+        .filter(|d| health(d) == Health::Ready)
+        .filter_map(|d| d["metadata"]["labels"][PROVIDER_LABEL].as_str())
+        .collect();
+    running.sort();
+    assert_eq!(running, PROVIDERS, "{deployments:#?}");
+    let inventory = cairn::pivot::providers::inventory(&workload).await.unwrap();
+    let mut listed: Vec<(&str, &str)> = inventory
+        .iter()
+        .map(|p| (p.label.as_str(), p.version.as_str()))
+        .collect();
+    listed.sort();
+    assert_eq!(listed.len(), PROVIDERS.len(), "{inventory:?}");
+    assert!(listed.iter().all(|(_, v)| v.starts_with('v')), "{listed:?}");
+    let capa_credentials = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "capa-manager-bootstrap-credentials", "namespace": "capa-system"}});
+    let copied = workload
+        .get(&capa_credentials)
+        .await
+        .unwrap()
+        .expect("copied");
+    let original = mgmt
+        .api
+        .get(&capa_credentials)
+        .await
+        .unwrap()
+        .expect("installed");
+    assert_eq!(copied["data"], original["data"], "CAPA's cloud credentials");
     let kcp = get(
         &workload,
         "controlplane.cluster.x-k8s.io/v1beta2",

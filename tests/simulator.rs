@@ -94,9 +94,7 @@ async fn management() -> (tempfile::TempDir, cairn::local::ApiServer, DynamicApi
     let root = tempfile::tempdir().unwrap();
     let mgmt = env::start("mgmt", root.path()).await;
     let api = DynamicApi::new(mgmt.client().await.unwrap());
-    install_crds(&api, &env::crds(), Duration::from_secs(90))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    env::install_capi(&api).await;
     (root, mgmt, api)
 }
 
@@ -870,11 +868,24 @@ async fn a_pivoted_cluster_is_followed_into_its_own_workload_server() {
     let cp_machines = names(&list(&api, CAPI, "Machine", ns).await);
 
     // Pivot: the cluster's CAPI objects move into its own workload server.
+    // First with the CRDs alone, as a move that forgot the providers would leave it: nobody
+    // reconciles the Cluster there, and the simulator says why.
     let target = DynamicApi::new(workload.clone());
     install_crds(&target, &env::crds(), Duration::from_secs(90))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     move_cluster(&mut sim, &api, &target, ns).await;
+    let report = sim.reconcile_once().await.unwrap();
+    let waiting = report.without_providers.join("; ");
+    assert!(
+        waiting.contains("dev-docker-1/dev-docker-1@")
+            && waiting.contains("cluster-api, bootstrap-kubeadm"),
+        "{report:?}"
+    );
+    assert!(report.clusters.is_empty(), "{report:?}");
+    // `clusterctl init` in the target: its provider Deployments tolerate the control-plane
+    // taint, are scheduled there, and the Cluster is reconciled where it lives now.
+    env::install_capi(&target).await;
     converge!(sim, "dev-docker-1 reconciled in its workload server", {
         rolled_out(&control_plane(&target, ns, cluster).await)?;
         let cl = capi_cluster(&target, ns, cluster).await;

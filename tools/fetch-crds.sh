@@ -3,7 +3,9 @@
 # (`go mod download`, i.e. the Go module cache; nothing is committed), labels them as
 # `clusterctl init` does, and writes them into a directory, which it prints as its only stdout line
 # (logs go to stderr). The work is done by the Go program in tools/crds (see the comment there for
-# the exact transformation, including why spec.conversion is set to `strategy: None`).
+# the exact transformation, including why spec.conversion is set to `strategy: None`). Beside them
+# it builds each provider's components (`kustomize build config/default`, as the providers' release
+# builds them; tools/crds/components.go).
 #
 #   tools/fetch-crds.sh [OUT_DIR]
 #
@@ -11,6 +13,8 @@
 # Layout:  OUT_DIR/<provider>/<crd name>.yaml   one CRD per file, provider = clusterctl provider label
 #          OUT_DIR/all.yaml                     every CRD, multi-document, in install order
 #          OUT_DIR/index.json                   provider, group, kind, plural, scope, served, storage, labels per CRD
+#          OUT_DIR/components/<provider>.yaml  the provider's release components, ${VARIABLES} kept
+#          OUT_DIR/components/index.json       provider, type, version, namespace, variables
 #          OUT_DIR/.complete                    marker: written last; a directory without it is not reused
 # Versions come from tools/versions.env. CAIRN_CRDS_FORCE=1 refetches.
 set -euo pipefail
@@ -28,7 +32,8 @@ CAPV_VERSION="$(version_of CAPV_VERSION)"
 CAPA_VERSION="$(version_of CAPA_VERSION)"
 [[ -n "$CAPI_VERSION" ]] || die "CAPI_VERSION is not set in versions.env"
 
-STAMP="capi-${CAPI_VERSION}-capd-${CAPD_VERSION:-none}-capv-${CAPV_VERSION:-none}-capa-${CAPA_VERSION:-none}"
+# The last part names the layout: a new one (components/ was added in 2) refetches.
+STAMP="capi-${CAPI_VERSION}-capd-${CAPD_VERSION:-none}-capv-${CAPV_VERSION:-none}-capa-${CAPA_VERSION:-none}-2"
 CACHE_ROOT="${CAIRN_ASSETS_CACHE:-${HOME:?HOME is not set}/.cache/cairn/assets}"
 DEST="${1:-$CACHE_ROOT/crds-$STAMP}"
 DEST="${DEST%/}"
@@ -66,9 +71,9 @@ cleanup() { rm -rf "$TMP"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-log "fetching CRDs ($STAMP)"
-GOFLAGS="-mod=readonly -buildvcs=false" go run -C "$TOOLS_DIR/crds" . -out "$TMP" \
-  -capi "$CAPI_VERSION" -capd "$CAPD_VERSION" -capv "$CAPV_VERSION" -capa "$CAPA_VERSION"
+log "fetching CRDs and building provider components ($STAMP)"
+GOFLAGS="-mod=readonly -buildvcs=false" go run -C "$TOOLS_DIR/crds" . -out "$TMP" -components "$TMP/components" \
+  -capi "$CAPI_VERSION" -capd "$CAPD_VERSION" -capv "$CAPV_VERSION" -capa "$CAPA_VERSION" 2> >(grep -v '^# Warning: ' >&2)
 printf '%s' "$STAMP" > "$TMP/$MARKER"
 chmod 755 "$TMP"
 

@@ -44,6 +44,11 @@ impl ApiError {
         }
     }
 
+    /// The server does not serve the object's kind (its CRD is not installed).
+    pub fn is_unknown_kind(&self) -> bool {
+        matches!(self, ApiError::Kube(KubeError::UnknownKind { .. }))
+    }
+
     /// No connection could be made to the API server (which may never have answered).
     pub fn is_unreachable(&self) -> bool {
         match self {

@@ -57,8 +57,12 @@ pub async fn run(command: LocalCommand) -> Result<ExitStatus> {
             let report =
                 env::up(&dir, &tools_dir(), Duration::from_millis(machine_delay_ms)).await?;
             eprintln!(
-                "management API server ready at {} with {} CRDs; simulator pid {}",
-                report.server, report.crds, report.simulator_pid
+                "management API server ready at {} with {} CRDs and the providers ({} objects); simulator pid {}",
+                report.server, report.crds, report.provider_objects, report.simulator_pid
+            );
+            eprintln!(
+                "  the providers' release components are in {}",
+                dir.join("providers").display()
             );
             eprintln!("  export KUBECONFIG={}", report.kubeconfig.display());
             eprintln!(

@@ -5,6 +5,7 @@
 //! ```text
 //! DIR/mgmt.kubeconfig          admin kubeconfig of the management API server
 //! DIR/mgmt/                    its etcd data, PKI, logs and pid files
+//! DIR/providers/<provider>.yaml the providers' release components it installed (to vendor)
 //! DIR/simulator.{log,pid}      the simulator process
 //! DIR/clusters/<name>/...      workload API servers the simulator starts
 //! ```
@@ -20,6 +21,7 @@ use super::apiserver::{ApiServer, ApiServerError, ApiServerOptions};
 use super::assets::{AssetError, Assets};
 use super::crds::{CrdError, crd_dir, load_crds};
 use super::pidfile;
+use super::providers;
 use super::simulator::{self, SimulatorConfig, SimulatorError};
 use crate::kube_client::{DynamicApi, KubeError, install_crds};
 
@@ -33,6 +35,8 @@ pub enum LocalError {
     Crds(#[from] CrdError),
     #[error("installing the CRDs into the management API server")]
     Install(#[from] KubeError),
+    #[error("installing the providers into the management API server")]
+    Providers(#[from] super::providers::ComponentsError),
     #[error("cannot reach the management API server")]
     Client(#[from] crate::kube_client::KubeconfigTextError),
     #[error("provider simulator")]
@@ -66,6 +70,8 @@ pub struct UpReport {
     pub kubeconfig: PathBuf,
     pub server: String,
     pub crds: usize,
+    /// Provider objects installed (components and inventory).
+    pub provider_objects: usize,
     pub simulator_pid: u32,
 }
 
@@ -90,20 +96,48 @@ pub async fn up(
     let mut opts = ApiServerOptions::new("mgmt", dir.join("mgmt"));
     opts.detach = true;
     let server = ApiServer::start(&assets, opts).await?;
-    let crds = load_crds(&crd_dir(tools_dir)?)?;
     let api = DynamicApi::new(server.client().await?);
-    install_crds(&api, &crds, Duration::from_secs(90)).await?;
+    let installed = install_capi(&api, tools_dir, Some(&dir.join("providers"))).await?;
     let kubeconfig = mgmt_kubeconfig_path(dir);
     std::fs::write(&kubeconfig, &server.kubeconfig).map_err(io_err(&kubeconfig))?;
     let simulator_pid = spawn_simulator(dir, &assets, machine_delay)?;
     let report = UpReport {
         kubeconfig,
         server: format!("https://127.0.0.1:{}", server.port),
-        crds: crds.len(),
+        crds: installed.crds,
+        provider_objects: installed.provider_objects,
         simulator_pid,
     };
     server.release();
     Ok(report)
+}
+
+/// What [`install_capi`] installed.
+pub struct Installed {
+    pub crds: usize,
+    pub provider_objects: usize,
+}
+
+/// What `clusterctl init` does to a management cluster, as the local environment does it: the
+/// CAPI and provider CRDs, then the providers' components and inventory (see `providers`).
+/// With `release_dir`, the providers' release components are written there too.
+pub async fn install_capi(
+    api: &DynamicApi,
+    tools_dir: &Path,
+    release_dir: Option<&Path>,
+) -> Result<Installed, LocalError> {
+    let dir = crd_dir(tools_dir)?;
+    let crds = load_crds(&dir)?;
+    install_crds(api, &crds, Duration::from_secs(90)).await?;
+    let components = providers::load(&dir, &providers::local_variables())?;
+    if let Some(release_dir) = release_dir {
+        providers::write_release_files(&components, release_dir)?;
+    }
+    let provider_objects = providers::install(api, &components, Duration::from_secs(30)).await?;
+    Ok(Installed {
+        crds: crds.len(),
+        provider_objects,
+    })
 }
 
 /// Runs `cairn local simulate --dir DIR` detached, logging to `DIR/simulator.log`.

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod crds;
 pub mod env;
 pub mod pidfile;
+pub mod providers;
 pub mod simulator;
 pub mod token;
 pub mod tools;

@@ -9,5 +9,6 @@ pub mod graph;
 pub mod mover;
 #[cfg(test)]
 mod mover_table;
+pub mod providers;
 pub mod sequence;
 pub mod steps;

@@ -14,13 +14,13 @@ use serde_json::{Value, json};
 use super::checks::{DELETE_FOR_MOVE_ANNOTATION, blocking, is_paused, unprovisioned, unserved};
 use super::copy::target_copy;
 use super::discover::{Discovered, discover, provider_crds};
+use super::providers;
 use super::steps::{AfterStep, Direction, JOURNAL_ANNOTATION, Journal, Step};
 use crate::apply::api::{ApiError, ClusterApi};
 use crate::apply::health::Health;
 use crate::apply::progress::Progress;
 use crate::apply::wait::{WaitError, wait_until};
 use crate::diff::key::ObjectKey;
-use crate::kube_client::is_established;
 use crate::render::capi::{cluster_ref, kubeconfig_secret, kubeconfig_secret_name};
 use crate::render::finalize::{CLUSTER_LABEL, CREATED_NAMESPACE_ANNOTATION};
 use crate::render::kinds::object_ref;
@@ -85,6 +85,12 @@ pub enum MoveError {
     )]
     MissingKinds { kinds: Vec<String> },
     #[error(
+        "the target's providers are older than the source's:\n{}\n  help: upgrade them in the target first \
+         (clusterctl upgrade, or the fleet's `spec.providers`); a move never downgrades a provider",
+        .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    )]
+    OlderProviders { problems: Vec<String> },
+    #[error(
         "these objects can never be placed, so nothing was moved:\n{}\n  help: break the ownerReference cycle",
         .objects.iter().map(|o| format!("  - {o}")).collect::<Vec<_>>().join("\n")
     )]
@@ -138,6 +144,10 @@ pub struct Mover<'a, A> {
     pub direction: Direction,
     pub cluster: &'a str,
     pub opts: MoveOptions,
+}
+
+fn kind_of(obj: &Value) -> &str {
+    obj["kind"].as_str().unwrap_or_default()
 }
 
 fn journal_patch(journal: Option<Journal>) -> Value {
@@ -328,49 +338,103 @@ impl<A: ClusterApi> Mover<'_, A> {
         Ok(discovered)
     }
 
-    /// The source's provider CRDs, established in the target.
+    /// The source's provider components (cert-manager's, the providers', their inventory and
+    /// credentials) installed in the target where it lacks them, its CRDs established, every
+    /// provider Deployment Available and the webhooks admitting CAPI objects: after the move
+    /// the CAPI controllers in the target take the cluster over.
     async fn install_providers(&self) -> Result<(), MoveError> {
-        let crds = provider_crds(self.source)
+        let wanted = providers::inventory(self.source)
             .await
-            .map_err(api("read the provider CRDs"))?;
-        // Only what the target lacks: CRDs it has belong to whoever installed them there
-        // (clusterctl init, a previous move), and a move is no time to upgrade providers. One
-        // list finds the labelled ones; only the others are read one by one.
-        let present: Vec<String> = provider_crds(self.target)
+            .map_err(api("read the source's provider inventory"))?;
+        let have = providers::inventory(self.target)
             .await
-            .map_err(api("read the target's CRDs"))?
+            .map_err(api("read the target's provider inventory"))?;
+        let problems = providers::older_in_target(&wanted, &have);
+        if !problems.is_empty() {
+            return Err(MoveError::OlderProviders { problems });
+        }
+        let components = providers::components(self.source)
+            .await
+            .map_err(api("read the source's provider components"))?;
+        let (definitions, rest): (Vec<&Value>, Vec<&Value>) = components
             .iter()
-            .map(crd_name)
+            .partition(|obj| matches!(kind_of(obj), "Namespace" | "CustomResourceDefinition"));
+        let crds: Vec<Value> = self.install_missing(&definitions).await?;
+        self.wait(&crds, "establish the provider CRDs").await?;
+        self.install_missing(&rest).await?;
+        let deployments: Vec<Value> = rest
+            .iter()
+            .filter(|obj| kind_of(obj) == "Deployment")
+            .map(|obj| providers::component_copy(obj))
             .collect();
-        let mut installed = Vec::new();
-        for crd in crds.iter().filter(|crd| !present.contains(&crd_name(crd))) {
-            let crd = target_copy(crd, |_| None);
+        self.wait(&deployments, "wait for the provider Deployments")
+            .await?;
+        self.wait_admitted().await
+    }
+
+    /// Creates the components the target does not have, in order; returns the CRDs among them.
+    /// What the target has belongs to whoever installed it there (clusterctl init, an earlier
+    /// move), and a move is no time to change it.
+    async fn install_missing(&self, components: &[&Value]) -> Result<Vec<Value>, MoveError> {
+        let mut crds = Vec::new();
+        for obj in components {
+            let copy = providers::component_copy(obj);
             let exists = self
                 .target
-                .get(&crd)
+                .get(&copy)
                 .await
-                .map_err(api("read the target's CRDs"))?
+                .map_err(api("read the target's provider components"))?
                 .is_some();
             if !exists {
                 self.target
-                    .apply(&crd)
+                    .apply(&copy)
                     .await
-                    .map_err(api("install the provider CRDs"))?;
-                installed.push(crd);
+                    .map_err(api("install the provider components"))?;
+            }
+            if kind_of(&copy) == "CustomResourceDefinition" {
+                crds.push(copy);
             }
         }
-        wait_until(self.target, &installed, self.opts.timeout, |live| {
-            if is_established(live) {
-                Health::Ready
-            } else {
-                Health::InProgress("not Established".into())
-            }
-        })
+        Ok(crds)
+    }
+
+    async fn wait(&self, objects: &[Value], step: &'static str) -> Result<(), MoveError> {
+        wait_until(
+            self.target,
+            objects,
+            self.opts.timeout,
+            crate::apply::health::health,
+        )
         .await
         .map_err(|source| MoveError::Wait {
-            step: "install the provider CRDs",
+            step,
             source: Box::new(source),
         })
+    }
+
+    /// Waits until the target admits a CAPI object: a dry-run create of a Cluster in the core
+    /// provider's namespace passes its defaulting and validating webhooks (served by the
+    /// Deployments just waited for; a webhook whose Service has no ready endpoint yet fails).
+    async fn wait_admitted(&self) -> Result<(), MoveError> {
+        let probe = json!({
+            "apiVersion": crate::render::capi::CLUSTER_API, "kind": "Cluster",
+            "metadata": {"name": "cairn-admission-probe", "namespace": AGENT_NAMESPACE},
+            "spec": {"paused": true},
+        });
+        ensure_namespace(self.target, AGENT_NAMESPACE, None)
+            .await
+            .map_err(api("create the cairn-system namespace"))?;
+        let start = Instant::now();
+        loop {
+            match self.target.dry_run(&probe).await {
+                Ok(_) => return Ok(()),
+                Err(e) if start.elapsed() < self.opts.timeout => {
+                    tracing::debug!(cluster = self.cluster, error = %crate::errors::chain(&e), "webhooks not admitting yet");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(api("wait for the provider webhooks to admit a Cluster")(e)),
+            }
+        }
     }
 
     async fn check(&self, discovered: &Discovered) -> Result<(), MoveError> {
@@ -572,13 +636,6 @@ async fn ensure_namespace(
         api.create_or_replace(&namespace).await?;
     }
     Ok(())
-}
-
-fn crd_name(crd: &Value) -> String {
-    crd.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// The kept copy of a workload kubeconfig: `cairn-system/<cluster>-kubeconfig`, key `value`.

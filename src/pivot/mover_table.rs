@@ -600,3 +600,61 @@ async fn a_move_crashed_after_any_step_resumes_to_the_same_end_both_ways() {
         start.elapsed()
     );
 }
+
+/// clusterctl's `Provider` inventory object of the core provider at `version`.
+fn core_provider(version: &str) -> Value {
+    json!({"apiVersion": "clusterctl.cluster.x-k8s.io/v1alpha3", "kind": "Provider",
+           "metadata": {"name": "cluster-api", "namespace": "capi-system",
+                        "labels": {"cluster.x-k8s.io/provider": "cluster-api"}},
+           "providerName": "cluster-api", "type": "CoreProvider", "version": version})
+}
+
+#[tokio::test]
+async fn a_target_whose_providers_are_older_is_refused_before_anything_moves() {
+    let (management, workload) = (MemoryApi::new(), MemoryApi::new());
+    seed_cluster(&management);
+    provision(&management);
+    for api in [&management, &workload] {
+        api.seed(
+            &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "capi-system"}}),
+        );
+    }
+    management.seed(&core_provider("v1.14.2"));
+    for crd in crds()
+        .iter()
+        .filter(|c| c["spec"]["names"]["kind"] == "Provider")
+    {
+        workload.seed(crd);
+    }
+    workload.seed(&core_provider("v1.13.0"));
+    let mover = Mover {
+        source: &management,
+        target: &workload,
+        direction: Direction::Forward,
+        cluster: CLUSTER,
+        opts: MoveOptions {
+            timeout: Duration::from_secs(5),
+            progress: Arc::new(|_, _| {}),
+            after_step: None,
+        },
+    };
+    let err = mover.run().await.expect_err("an older target is refused");
+    let text = crate::errors::chain(&err);
+    assert!(
+        text.contains("provider cluster-api in the target is older than in the source (source: v1.14.2, target: v1.13.0"),
+        "{text}"
+    );
+    // Nothing was installed or moved: the target still has only what it had.
+    assert!(
+        workload
+            .get(&cluster_ref(CLUSTER))
+            .await
+            .is_err_and(|e| e.is_unknown_kind())
+    );
+    let source = management
+        .get(&cluster_ref(CLUSTER))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(source["spec"]["paused"], true, "{source:#}");
+}

@@ -2,12 +2,16 @@
 //!
 //! `${NAME}` is the value; `${NAME:=default}` and `${NAME:-default}` fall back when the variable
 //! is unset or empty; `${NAME=default}` and `${NAME-default}` only when it is unset; `$${NAME}`
-//! is the literal `${NAME}`. A bare `$NAME` is left alone on purpose: shell snippets in
+//! is the literal `${NAME}`. Of drone/envsubst's string functions, the replacements that
+//! provider components use: `${NAME/from/to}` (the first), `${NAME//from/to}` (every one),
+//! `${NAME/#from/to}` (a prefix) and `${NAME/%from/to}` (a suffix); an unset variable is empty
+//! there, as clusterctl counts these forms as having a default. A bare `$NAME` is left alone on purpose: shell snippets in
 //! ConfigMaps are full of them, and substituting them silently breaks those scripts.
 //!
 //! The output is bounded by [`MAX_SUBSTITUTED_BYTES`]: one large variable used many times is
 //! refused at the reference that would go over, before anything that size is allocated.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::model::budget::{Budget, MAX_SUBSTITUTED_BYTES};
@@ -26,7 +30,68 @@ struct Reference<'a> {
     start: usize,
     end: usize,
     name: &'a str,
-    default: Option<(&'a str, bool)>,
+    op: Op<'a>,
+}
+
+/// What a reference does with its variable's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op<'a> {
+    Value,
+    /// The default, and whether it also replaces an empty value (`:=`, `:-`).
+    Default(&'a str, bool),
+    Replace(Replace, &'a str, &'a str),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Replace {
+    First,
+    All,
+    Prefix,
+    Suffix,
+}
+
+impl<'a> Op<'a> {
+    /// How long [`apply`](Self::apply)'s text is, counted without building it (a replacement
+    /// of every match may grow a value many times over).
+    fn output_len(&self, value: Option<&str>) -> usize {
+        match (*self, value) {
+            (Op::Replace(Replace::All, from, to), Some(v)) if !from.is_empty() => {
+                let matches = v.matches(from).count();
+                v.len() - matches * from.len() + matches * to.len()
+            }
+            (Op::Replace(_, from, to), Some(v)) => v.len() + to.len().saturating_sub(from.len()),
+            _ => self.apply(value).map_or(0, |t| t.len()), // borrowed: nothing is built
+        }
+    }
+
+    /// The text that replaces the reference; `None` when the variable is required and unset.
+    fn apply<'v>(&self, value: Option<&'v str>) -> Option<Cow<'v, str>>
+    where
+        'a: 'v,
+    {
+        match (*self, value) {
+            (Op::Default(d, true), Some("")) => Some(Cow::Borrowed(d)),
+            (Op::Value | Op::Default(..), Some(v)) => Some(Cow::Borrowed(v)),
+            (Op::Default(d, _), None) => Some(Cow::Borrowed(d)),
+            (Op::Value, None) => None,
+            (Op::Replace(how, from, to), value) => {
+                let v = value.unwrap_or_default();
+                Some(Cow::Owned(match how {
+                    Replace::First => v.replacen(from, to, 1),
+                    Replace::All if from.is_empty() => v.to_string(),
+                    Replace::All => v.replace(from, to),
+                    Replace::Prefix => match v.strip_prefix(from) {
+                        Some(rest) => format!("{to}{rest}"),
+                        None => v.to_string(),
+                    },
+                    Replace::Suffix => match v.strip_suffix(from) {
+                        Some(rest) => format!("{rest}{to}"),
+                        None => v.to_string(),
+                    },
+                }))
+            }
+        }
+    }
 }
 
 /// Names of the variables `text` refers to, sorted and deduplicated.
@@ -71,13 +136,7 @@ fn substitute_within(
             }
             Ok(Piece::Ref(r)) => {
                 let value = vars.get(r.name).map(String::as_str);
-                let replacement = match (value, r.default) {
-                    (Some(v), Some((d, true))) if v.is_empty() => Some(d),
-                    (Some(v), _) => Some(v),
-                    (None, Some((d, _))) => Some(d),
-                    (None, None) => None,
-                };
-                let grown = out.len() + (r.start - last) + replacement.map_or(0, str::len);
+                let grown = out.len() + (r.start - last) + r.op.output_len(value);
                 if grown > limit {
                     errors.push(SubstError {
                         offset: r.start,
@@ -95,8 +154,8 @@ fn substitute_within(
                     return Err(errors);
                 }
                 out.push_str(&text[last..r.start]);
-                match replacement {
-                    Some(v) => out.push_str(v),
+                match r.op.apply(value) {
+                    Some(v) => out.push_str(&v),
                     None => errors.push(SubstError {
                         offset: r.start,
                         message: format!("variable `{}` is not set", r.name),
@@ -178,17 +237,21 @@ fn parse_reference(inner: &str, start: usize, end: usize) -> Result<Piece<'_>, S
         .unwrap_or(inner.len());
     let name = &inner[..name_end];
     let rest = &inner[name_end..];
-    let default = if rest.is_empty() {
-        None
+    let op = if rest.is_empty() {
+        Op::Value
     } else if let Some(d) = rest.strip_prefix(":=").or_else(|| rest.strip_prefix(":-")) {
-        Some((d, true))
+        Op::Default(d, true)
     } else if let Some(d) = rest.strip_prefix('=').or_else(|| rest.strip_prefix('-')) {
-        Some((d, false))
+        Op::Default(d, false)
+    } else if let Some(replace) = rest.strip_prefix('/').and_then(parse_replace) {
+        replace
     } else {
         return Err(SubstError {
             offset: start,
             message: format!("malformed variable reference `${{{inner}}}`"),
-            help: Some("use ${NAME}, ${NAME:=default}, or $${...} for a literal".into()),
+            help: Some(
+                "use ${NAME}, ${NAME:=default}, ${NAME/from/to}, or $${...} for a literal".into(),
+            ),
         });
     };
     if !crate::model::validate::is_variable_name(name) {
@@ -202,8 +265,20 @@ fn parse_reference(inner: &str, start: usize, end: usize) -> Result<Piece<'_>, S
         start,
         end,
         name,
-        default,
+        op,
     }))
+}
+
+/// The part after `${NAME/`: `from/to`, `/from/to`, `#from/to` or `%from/to`.
+fn parse_replace(rest: &str) -> Option<Op<'_>> {
+    let (how, rest) = match rest.as_bytes().first()? {
+        b'/' => (Replace::All, &rest[1..]),
+        b'#' => (Replace::Prefix, &rest[1..]),
+        b'%' => (Replace::Suffix, &rest[1..]),
+        _ => (Replace::First, rest),
+    };
+    let (from, to) = rest.split_once('/')?;
+    Some(Op::Replace(how, from, to))
 }
 
 #[cfg(test)]
@@ -219,7 +294,12 @@ mod tests {
 
     #[test]
     fn forms_follow_clusterctl() {
-        let v = vars(&[("A", "x"), ("EMPTY", "")]);
+        let v = vars(&[
+            ("A", "x"),
+            ("EMPTY", ""),
+            ("ROLE", "arn:aws:iam::1:role/x"),
+            ("DOTS", "a.b.c"),
+        ]);
         let cases = [
             ("${A}", "x"),
             ("a-${A}-b", "a-x-b"),
@@ -231,6 +311,17 @@ mod tests {
             ("$${A}", "${A}"),
             ("$HOME and $$", "$HOME and $$"),
             ("${B:=}", ""),
+            // CAPA's components: a role ARN becomes a ServiceAccount annotation.
+            (
+                "${ROLE/#arn/role-arn: arn}",
+                "role-arn: arn:aws:iam::1:role/x",
+            ),
+            ("${B/#arn/role-arn: arn}", ""),
+            ("${A/x/y}", "y"),
+            ("${DOTS//./-}", "a-b-c"),
+            ("${DOTS/./-}", "a-b.c"),
+            ("${DOTS/%c/d}", "a.b.d"),
+            ("${DOTS/%x/d}", "a.b.c"),
         ];
         for (input, want) in cases {
             assert_eq!(substitute(input, &v).unwrap(), want, "{input}");
@@ -265,6 +356,13 @@ mod tests {
             errs[0].message
         );
         assert!(errs[0].message.contains("`${BIG}`"), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn a_replacement_that_multiplies_a_value_is_refused_before_it_is_built() {
+        let v = vars(&[("A", &"a".repeat(1 << 20))]);
+        let errs = substitute(&format!("${{A//a/{}}}", "b".repeat(100)), &v).unwrap_err();
+        assert!(errs[0].message.contains("16 MiB"), "{}", errs[0].message);
     }
 
     #[test]

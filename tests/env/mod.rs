@@ -20,13 +20,21 @@ pub fn crds() -> Vec<serde_json::Value> {
     cairn::local::crds::load_crds(&dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// What `clusterctl init` installs (the CRDs, the providers' components and inventory), as the
+/// local environment installs it.
+pub async fn install_capi(api: &cairn::kube_client::DynamicApi) {
+    cairn::local::env::install_capi(api, &tools_dir(), None)
+        .await
+        .unwrap_or_else(|e| panic!("{}", cairn::errors::chain(&e)));
+}
+
 pub async fn start(name: &str, dir: &Path) -> ApiServer {
     ApiServer::start(&assets(), ApiServerOptions::new(name, dir.join(name)))
         .await
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A management API server with the CAPI CRDs installed and the provider simulator running in
+/// A management API server with the CAPI CRDs and the providers installed and the provider simulator running in
 /// the background (machines take `machine_delay`). Stop the simulator with `stop`.
 pub struct Management {
     pub server: ApiServer,
@@ -43,9 +51,7 @@ impl Management {
             server.client().await.unwrap(),
             false,
         ));
-        cairn::kube_client::install_crds(api.dynamic(), &crds(), Duration::from_secs(60))
-            .await
-            .unwrap();
+        install_capi(api.dynamic()).await;
         let mut config = cairn::local::simulator::SimulatorConfig::new(
             server.kubeconfig.clone(),
             root.join("clusters"),

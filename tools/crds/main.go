@@ -18,7 +18,7 @@
 // non-storage version, and listing). With `None` the API server only rewrites apiVersion, so
 // clients must use the storage version (index.json lists it) for correct results.
 //
-// Usage: crds -out DIR [-capi v1.14.N] [-capd v1.14.N] [-capv v1.M.N] [-capa v2.M.N]
+// Usage: crds -out DIR [-components DIR] [-capi v1.14.N] [-capd v1.14.N] [-capv v1.M.N] [-capa v2.M.N]
 // An empty provider version skips that provider. DIR must not exist or be empty. Writes
 // DIR/<provider>/<crd name>.yaml, DIR/all.yaml (every CRD, multi-document), and DIR/index.json.
 package main
@@ -74,6 +74,10 @@ const (
 	contractPrefix  = "cluster.x-k8s.io/v1"
 	providerLabel   = "cluster.x-k8s.io/provider"
 	clusterctlLabel = "clusterctl.cluster.x-k8s.io"
+	coreLabel       = "clusterctl.cluster.x-k8s.io/core"
+	// The pseudo-provider of clusterctl's inventory CRD: labelled as clusterctl labels its own
+	// objects (core: inventory), with no provider label and no contract.
+	inventory = "clusterctl"
 )
 
 func main() {
@@ -82,6 +86,7 @@ func main() {
 	capd := flag.String("capd", "", "sigs.k8s.io/cluster-api/test version (infrastructure-docker)")
 	capv := flag.String("capv", "", "sigs.k8s.io/cluster-api-provider-vsphere version")
 	capa := flag.String("capa", "", "sigs.k8s.io/cluster-api-provider-aws/v2 version")
+	components := flag.String("components", "", "also build the providers' components into this directory (see components.go)")
 	flag.Parse()
 	if *out == "" || flag.NArg() != 0 {
 		flag.Usage()
@@ -96,6 +101,8 @@ func main() {
 	add("cluster-api", "sigs.k8s.io/cluster-api", *capi, "core/config/crd")
 	add("bootstrap-kubeadm", "sigs.k8s.io/cluster-api", *capi, "bootstrap/kubeadm/config/crd")
 	add("control-plane-kubeadm", "sigs.k8s.io/cluster-api", *capi, "controlplane/kubeadm/config/crd")
+	// clusterctl's inventory (its Provider objects), which clusterctl itself installs.
+	add(inventory, "sigs.k8s.io/cluster-api", *capi, "cmd/clusterctl/config/crd")
 	add("infrastructure-docker", "sigs.k8s.io/cluster-api/test", *capd, "infrastructure/docker/config/crd")
 	add("infrastructure-vsphere", "sigs.k8s.io/cluster-api-provider-vsphere", *capv, "config/default/crd")
 	add("infrastructure-aws", "sigs.k8s.io/cluster-api-provider-aws/v2", *capa, "config/crd")
@@ -104,6 +111,11 @@ func main() {
 	}
 	if err := run(*out, sources); err != nil {
 		fatalf("%v", err)
+	}
+	if *components != "" {
+		if err := buildComponents(*components, componentSources(*capi, *capd, *capv, *capa)); err != nil {
+			fatalf("components: %v", err)
+		}
 	}
 }
 
@@ -292,11 +304,16 @@ func fixup(crd map[string]any, src source, kLabels map[string]string, hasContrac
 	for key, v := range kLabels {
 		labels[key] = v
 	}
-	if !hasContract && src.provider != "cluster-api" {
-		labels["cluster.x-k8s.io/v1beta2"] = strings.Join(e.Served, "_")
-	}
 	labels[clusterctlLabel] = ""
-	labels[providerLabel] = src.provider
+	switch {
+	case src.provider == inventory:
+		labels[coreLabel] = "inventory"
+	case !hasContract && src.provider != "cluster-api":
+		labels["cluster.x-k8s.io/v1beta2"] = strings.Join(e.Served, "_")
+		fallthrough
+	default:
+		labels[providerLabel] = src.provider
+	}
 	lm := map[string]any{}
 	for key, v := range labels {
 		lm[key] = v

@@ -166,7 +166,7 @@ pub async fn reconcile(
         match pod::prepare(&server, &workload.kubeconfig, &deployment, &nodes, &dir).await? {
             Err(pending) => {
                 tracing::debug!(cluster = %name, %pending, "the agent's pod cannot start");
-                let status = unavailable(&deployment, &pending);
+                let status = super::workloads::unavailable_status(&deployment, &pending);
                 server
                     .set_status(&deployment, status, "set the agent Deployment status")
                     .await?;
@@ -217,26 +217,4 @@ pub async fn reconcile(
             .await?;
     }
     Ok(())
-}
-
-/// The status of a Deployment whose pod cannot start: unavailable, saying why.
-fn unavailable(deployment: &Value, why: &str) -> Value {
-    let replicas = deployment
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    let now = now();
-    let mut status = json!({
-        "replicas": replicas,
-        "updatedReplicas": replicas,
-        "readyReplicas": 0,
-        "availableReplicas": 0,
-        "unavailableReplicas": replicas,
-        "conditions": [
-            {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
-             "message": why, "lastUpdateTime": now, "lastTransitionTime": now},
-        ],
-    });
-    set_observed_generation(&mut status, deployment);
-    status
 }

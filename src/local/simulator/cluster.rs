@@ -13,7 +13,7 @@ use super::status::{
     set_observed_generation,
 };
 use super::workload::{NodeSpec, delete_node, machine_of, nodes_of, register_node};
-use super::{Ctx, SimulatorError, is_paused, teardown};
+use super::{Ctx, SimulatorError, is_paused, providers, teardown};
 
 /// The finalizer CAPI's cluster controller puts on every Cluster.
 pub const CLUSTER_FINALIZER: &str = "cluster.cluster.x-k8s.io";
@@ -23,6 +23,15 @@ pub async fn reconcile(ctx: &mut Ctx<'_>) -> Result<(), SimulatorError> {
     let key = format!("{}/{}", ctx.namespace, ctx.name);
     if is_paused(&ctx.cluster) {
         ctx.report.paused.push(key);
+        return Ok(());
+    }
+    let missing = providers::missing(&ctx.server, &ctx.cluster).await?;
+    if !missing.is_empty() {
+        ctx.report.without_providers.push(format!(
+            "{key}@{}: {}",
+            ctx.server.label,
+            missing.join(", ")
+        ));
         return Ok(());
     }
     if is_deleting(&ctx.cluster) {

@@ -25,6 +25,7 @@ mod machines;
 mod naming;
 mod objects;
 mod pod;
+mod providers;
 mod schema;
 mod secrets;
 mod status;
@@ -192,6 +193,9 @@ pub struct Report {
     pub clusters: Vec<String>,
     /// Clusters left alone because `spec.paused` is set.
     pub paused: Vec<String>,
+    /// Clusters left alone because their providers do not run where they live:
+    /// `namespace/name@server: provider, ...`.
+    pub without_providers: Vec<String>,
     pub created: Vec<String>,
     pub deleted: Vec<String>,
     /// Machines that came up in this pass.
@@ -505,10 +509,11 @@ impl Simulator {
         // kube-controller-manager and the kubelets: add-on statuses in the workload servers,
         // and Namespaces being deleted everywhere.
         for (i, server) in self.servers().iter().enumerate() {
-            let mut result = Ok(());
-            if i > 0 {
-                result = workloads::reconcile(server).await;
-            }
+            let nodes = match i {
+                0 => workloads::Nodes::Management,
+                _ => workloads::Nodes::Simulated,
+            };
+            let mut result = workloads::reconcile(server, nodes).await;
             if result.is_ok() {
                 result = workloads::finish_namespaces(server, &mut report).await;
             }

@@ -1,6 +1,8 @@
 //! Standing in for kube-controller-manager and the kubelets, for add-ons: in every workload
 //! server, each Deployment, StatefulSet and DaemonSet is reported rolled out for its current
-//! generation and each Job complete (written only when its status says otherwise); in every
+//! generation and each Job complete (written only when its status says otherwise), a provider's
+//! Deployment only when its pod can be scheduled on a Node there; in the management server,
+//! whose nodes are not simulated, only the providers' Deployments, taken as running; in every
 //! server, Namespaces being deleted are emptied and finalized, as the namespace controller does.
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -10,24 +12,38 @@ use serde_json::{Value, json};
 
 use super::agent::{AGENT_DEPLOYMENT, AGENT_NAMESPACE};
 use super::objects::{FIELD_MANAGER, generation, int, is_deleting, name, object_ref, s};
+use super::pod::schedulable;
 use super::schema::Server;
 use super::status::{Cond, conditions, is_true, now, set_observed_generation};
 use super::{Report, SimulatorError};
+use crate::pivot::providers::PROVIDER_LABEL;
+use crate::render::kinds::label;
 
 const MESSAGE: &str = "rolled out by the cairn simulator";
 
+/// Which server [`reconcile`] plays the kubelets of.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Nodes {
+    /// A workload server: its Nodes are the simulator's.
+    Simulated,
+    /// The management server: no Nodes; the providers' pods are taken as running there.
+    Management,
+}
+
 /// Writes a rolled-out status to every Deployment, StatefulSet and DaemonSet, and a complete
-/// one to every Job, of `server` whose status does not say so already.
-pub async fn reconcile(server: &Server) -> Result<(), SimulatorError> {
-    let ready_nodes = server
-        .list("v1", "Node", None, None)
-        .await?
-        .iter()
-        .filter(|n| is_true(n, "Ready"))
-        .count() as i64;
-    for kind in ["Deployment", "StatefulSet", "DaemonSet", "Job"] {
+/// one to every Job, of `server` whose status does not say so already (in the management
+/// server, to the providers' Deployments only).
+pub async fn reconcile(server: &Server, scope: Nodes) -> Result<(), SimulatorError> {
+    let nodes = server.list("v1", "Node", None, None).await?;
+    let ready_nodes = nodes.iter().filter(|n| is_true(n, "Ready")).count() as i64;
+    let kinds: &[&str] = match scope {
+        Nodes::Simulated => &["Deployment", "StatefulSet", "DaemonSet", "Job"],
+        Nodes::Management => &["Deployment"],
+    };
+    let selector = (scope == Nodes::Management).then_some(PROVIDER_LABEL);
+    for &kind in kinds {
         let api_version = if kind == "Job" { "batch/v1" } else { "apps/v1" };
-        for obj in server.list(api_version, kind, None, None).await? {
+        for obj in server.list(api_version, kind, None, selector).await? {
             let desired = match kind {
                 _ if is_deleting(&obj) => None,
                 // The agent's Deployment is reported available by the agent slot, while it runs.
@@ -36,6 +52,15 @@ pub async fn reconcile(server: &Server) -> Result<(), SimulatorError> {
                         && s(&obj, "/metadata/namespace") == AGENT_NAMESPACE =>
                 {
                     None
+                }
+                "Deployment"
+                    if scope == Nodes::Simulated && label(&obj, PROVIDER_LABEL).is_some() =>
+                {
+                    let pod = obj.pointer("/spec/template/spec").unwrap_or(&Value::Null);
+                    Some(match schedulable(pod, &nodes) {
+                        Ok(()) => deployment_status(&obj),
+                        Err(why) => unavailable_status(&obj, &why),
+                    })
                 }
                 "Deployment" => Some(deployment_status(&obj)),
                 "StatefulSet" => Some(statefulset_status(&obj)),
@@ -57,6 +82,22 @@ pub async fn reconcile(server: &Server) -> Result<(), SimulatorError> {
         }
     }
     Ok(())
+}
+
+/// The status of a Deployment whose pod cannot start: unavailable, saying why.
+pub fn unavailable_status(deployment: &Value, why: &str) -> Value {
+    let n = replicas(deployment);
+    let mut status = json!({
+        "replicas": n, "updatedReplicas": n, "readyReplicas": 0, "availableReplicas": 0,
+        "unavailableReplicas": n,
+        "conditions": conditions(
+            deployment.pointer("/status/conditions"),
+            &[Cond::new("Available", false, "MinimumReplicasUnavailable").msg(why)],
+            None,
+        ),
+    });
+    set_observed_generation(&mut status, deployment);
+    status
 }
 
 /// `spec.replicas`, defaulting to 1.

@@ -1,0 +1,232 @@
+//! What a move installs in its target before anything moves (`install-providers`): the provider
+//! components the source runs, found by the labels `clusterctl init` puts on every object it
+//! installs (`cluster.x-k8s.io/provider`; `clusterctl.cluster.x-k8s.io/core` on cert-manager's
+//! and on clusterctl's inventory CRD), the `Provider` inventory objects among them; and clusterctl's
+//! `checkTargetProviders`: the target's providers must not be older than the source's.
+//!
+//! Listing is I/O over [`ClusterApi`]; the comparison and the copies are pure.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::copy::target_copy;
+use crate::apply::api::{ApiError, ClusterApi};
+use crate::render::kinds::{ObjectKey, label, str_at};
+
+/// The label clusterctl puts on every object of a provider: its manifest label
+/// (`cluster-api`, `bootstrap-kubeadm`, `infrastructure-aws`, ...).
+pub const PROVIDER_LABEL: &str = "cluster.x-k8s.io/provider";
+/// clusterctl's own objects: `inventory` (the `Provider` objects) or `cert-manager`.
+pub const CORE_LABEL: &str = "clusterctl.cluster.x-k8s.io/core";
+pub const INVENTORY_API: &str = "clusterctl.cluster.x-k8s.io/v1alpha3";
+
+/// The kinds provider components are made of, in the order they are installed: what others
+/// refer to first, the workloads after their accounts and Secrets, the webhook configurations
+/// after the Deployments that serve them, the inventory last (clusterctl writes it last too).
+pub const COMPONENT_KINDS: [(&str, &str); 17] = [
+    ("v1", "Namespace"),
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+    ("v1", "ServiceAccount"),
+    ("v1", "Secret"),
+    ("v1", "ConfigMap"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("v1", "Service"),
+    ("cert-manager.io/v1", "ClusterIssuer"),
+    ("cert-manager.io/v1", "Issuer"),
+    ("cert-manager.io/v1", "Certificate"),
+    ("apps/v1", "Deployment"),
+    (
+        "admissionregistration.k8s.io/v1",
+        "MutatingWebhookConfiguration",
+    ),
+    (
+        "admissionregistration.k8s.io/v1",
+        "ValidatingWebhookConfiguration",
+    ),
+    (INVENTORY_API, "Provider"),
+];
+
+/// One provider as clusterctl's inventory records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstalledProvider {
+    /// The manifest label, which is also the inventory object's name.
+    pub label: String,
+    pub namespace: String,
+    /// `cluster-api`, `kubeadm`, `aws`, ...
+    pub name: String,
+    /// `CoreProvider`, `BootstrapProvider`, `ControlPlaneProvider`, `InfrastructureProvider`.
+    pub provider_type: String,
+    pub version: String,
+}
+
+impl InstalledProvider {
+    fn of(inventory: &Value) -> InstalledProvider {
+        let text = |at: &str| str_at(inventory, at).unwrap_or_default().to_string();
+        InstalledProvider {
+            label: text("/metadata/name"),
+            namespace: text("/metadata/namespace"),
+            name: text("/providerName"),
+            provider_type: text("/type"),
+            version: text("/version"),
+        }
+    }
+
+    /// clusterctl's `SameAs`: one provider, wherever and at whatever version it is installed.
+    fn same_as(&self, other: &InstalledProvider) -> bool {
+        self.name == other.name && self.provider_type == other.provider_type
+    }
+}
+
+/// A list of a kind the server may not serve (no CRD yet): empty then.
+async fn list_served(
+    api: &impl ClusterApi,
+    (api_version, kind): (&str, &str),
+    selector: &str,
+) -> Result<Vec<Value>, ApiError> {
+    match api.list(api_version, kind, None, Some(selector)).await {
+        Err(e) if e.is_unknown_kind() => Ok(Vec::new()),
+        other => other,
+    }
+}
+
+/// The providers clusterctl's inventory in `api` lists.
+pub async fn inventory(api: &impl ClusterApi) -> Result<Vec<InstalledProvider>, ApiError> {
+    let listed = list_served(api, (INVENTORY_API, "Provider"), PROVIDER_LABEL).await?;
+    Ok(listed.iter().map(InstalledProvider::of).collect())
+}
+
+/// Every provider and cert-manager object in `api`, in [`COMPONENT_KINDS`] order.
+pub async fn components(api: &impl ClusterApi) -> Result<Vec<Value>, ApiError> {
+    let lists = COMPONENT_KINDS.iter().flat_map(|kind| {
+        [PROVIDER_LABEL, CORE_LABEL].map(|selector| list_served(api, *kind, selector))
+    });
+    // All at once: a server's first list of a kind waits for its watch cache.
+    let listed = futures::future::try_join_all(lists).await?;
+    let mut seen = BTreeSet::new();
+    Ok(listed
+        .into_iter()
+        .flatten()
+        .filter(|obj| seen.insert(ObjectKey::of(obj)))
+        .collect())
+}
+
+/// What the target must have before the move, as clusterctl's `checkTargetProviders` words
+/// it: every source provider installed there at least at the source's version. A provider the
+/// target lacks is not a problem here, since `install-providers` installs it.
+pub fn older_in_target(source: &[InstalledProvider], target: &[InstalledProvider]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for wanted in source {
+        let newest = target
+            .iter()
+            .filter(|t| t.same_as(wanted))
+            .filter_map(|t| Some((parse(&t.version)?, t)))
+            .max_by(|a, b| a.0.cmp(&b.0));
+        let Some((have, installed)) = newest else {
+            continue;
+        };
+        match parse(&wanted.version) {
+            Some(need) if have >= need => {}
+            Some(_) => problems.push(format!(
+                "provider {} in the target is older than in the source (source: {}, target: {} in namespace {})",
+                wanted.label, wanted.version, installed.version, installed.namespace
+            )),
+            None => problems.push(format!(
+                "provider {} in the source has version {:?}, which is not a semantic version",
+                wanted.label, wanted.version
+            )),
+        }
+    }
+    problems
+}
+
+fn parse(version: &str) -> Option<semver::Version> {
+    semver::Version::parse(version.strip_prefix('v').unwrap_or(version)).ok()
+}
+
+/// The copy of a component to create in the target: as [`target_copy`], and without what the
+/// source's API server assigned to it (a Service's cluster IPs are from the source's range).
+pub fn component_copy(obj: &Value) -> Value {
+    let mut copy = target_copy(obj, |_| None);
+    if let Some(spec) = copy.get_mut("spec").and_then(Value::as_object_mut)
+        && obj["kind"] == "Service"
+    {
+        spec.remove("clusterIP");
+        spec.remove("clusterIPs");
+    }
+    copy
+}
+
+/// The provider a component belongs to (`cert-manager` for cert-manager's).
+pub fn provider_of(obj: &Value) -> &str {
+    label(obj, PROVIDER_LABEL)
+        .or_else(|| label(obj, CORE_LABEL))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn installed(label: &str, version: &str) -> InstalledProvider {
+        let (name, provider_type) = match label {
+            "cluster-api" => ("cluster-api", "CoreProvider"),
+            "bootstrap-kubeadm" => ("kubeadm", "BootstrapProvider"),
+            "control-plane-kubeadm" => ("kubeadm", "ControlPlaneProvider"),
+            _ => ("docker", "InfrastructureProvider"),
+        };
+        InstalledProvider {
+            label: label.into(),
+            namespace: "ns".into(),
+            name: name.into(),
+            provider_type: provider_type.into(),
+            version: version.into(),
+        }
+    }
+
+    #[test]
+    fn a_target_provider_older_than_the_source_is_refused() {
+        let source = [
+            installed("cluster-api", "v1.14.2"),
+            installed("bootstrap-kubeadm", "v1.14.2"),
+        ];
+        let cases: [(&[InstalledProvider], usize); 5] = [
+            (&[], 0),
+            (&[installed("cluster-api", "v1.14.2")], 0),
+            (&[installed("cluster-api", "v1.15.0")], 0),
+            (&[installed("cluster-api", "v1.14.1")], 1),
+            // clusterctl's SameAs: the control-plane kubeadm is not the bootstrap kubeadm.
+            (
+                &[
+                    installed("control-plane-kubeadm", "v1.13.0"),
+                    installed("bootstrap-kubeadm", "v1.9.0"),
+                ],
+                1,
+            ),
+        ];
+        for (target, problems) in cases {
+            let found = older_in_target(&source, target);
+            assert_eq!(found.len(), problems, "{target:?}: {found:?}");
+        }
+        let found = older_in_target(&source, &[installed("cluster-api", "v1.14.1")]);
+        assert!(
+            found[0].contains("source: v1.14.2, target: v1.14.1"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_service_copy_leaves_its_cluster_ips_behind() {
+        let service = serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "capi-webhook-service", "namespace": "capi-system", "uid": "u1"},
+            "spec": {"clusterIP": "10.0.0.7", "clusterIPs": ["10.0.0.7"], "ports": [{"port": 443}]},
+        });
+        let copy = component_copy(&service);
+        assert_eq!(copy["spec"], serde_json::json!({"ports": [{"port": 443}]}));
+        assert!(copy["metadata"].get("uid").is_none());
+    }
+}
