@@ -93,7 +93,28 @@ async fn a_cluster_goes_from_nothing_to_ready_stays_converged_and_is_corrected()
 
     // 1. From nothing to Ready.
     let bundle = bundle_of(&cairn::example::example_snapshot());
-    apply_cluster(&mgmt, &bundle, &opts(false)).await.unwrap();
+    let report = apply_cluster(&mgmt, &bundle, &opts(false)).await.unwrap();
+    // The bootstrap layers (CNI, storage) went in before the machines were rolled out, since
+    // real Nodes are not Ready without a CNI; the whole add-on stage after found them applied.
+    let order: Vec<StageName> = report.stages.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        order,
+        [
+            StageName::Bootstrap,
+            StageName::Addons,
+            StageName::Workload,
+            StageName::Addons
+        ]
+    );
+    let (early, whole) = (&report.stages[1].1, &report.stages[3].1);
+    assert!(
+        early.written() > 0,
+        "the CNI and storage layers were written early"
+    );
+    assert!(
+        whole.unchanged() >= early.written(),
+        "and found unchanged later"
+    );
     let cluster = mgmt
         .get(
             &json!({"apiVersion": "cluster.x-k8s.io/v1beta2", "kind": "Cluster",

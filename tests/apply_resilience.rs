@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use cairn::apply::api::{ClusterApi, KubeClusterApi};
 use cairn::apply::health::{Health, health};
-use cairn::kube_client::install_crds;
 use cairn::lifecycle::ApplyOptions;
 use cairn::lifecycle::cluster::apply_cluster;
 use cairn::lifecycle::diff::diff_cluster;
@@ -44,15 +43,6 @@ fn capi_cluster() -> Value {
            "metadata": {"name": CLUSTER, "namespace": CLUSTER}})
 }
 
-fn inventory(stage: StageName) -> Value {
-    let namespace = match stage {
-        StageName::Bootstrap | StageName::Workload => CLUSTER,
-        StageName::Pivot | StageName::Addons => "kube-system",
-    };
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
-        "name": format!("cairn-inventory-{CLUSTER}-{}", stage.as_str()), "namespace": namespace}})
-}
-
 /// A management server with the CAPI CRDs and the provider simulator, slow enough (machines
 /// take 1.5 s) that an apply spends a while in each of its waits.
 struct Mgmt {
@@ -68,9 +58,7 @@ impl Mgmt {
         let root = tempfile::tempdir().unwrap();
         let server: ApiServer = env::start("mgmt", root.path()).await;
         let api = Arc::new(KubeClusterApi::new(server.client().await.unwrap(), false));
-        install_crds(api.dynamic(), &env::crds(), Duration::from_secs(60))
-            .await
-            .unwrap();
+        env::install_capi(api.dynamic()).await;
         let mut config = SimulatorConfig::new(
             server.kubeconfig.clone(),
             root.path().join("clusters"),
@@ -154,12 +142,13 @@ enum KillPoint {
     Provisioning,
     /// The workload stage is applied and the apply waits for the machines to roll out.
     Converging,
-    /// Some add-ons are in the workload cluster, and the add-ons stage is not recorded yet.
+    /// Midway through the add-ons: the first is in the workload cluster, the last is not. For
+    /// this cluster every layer is a bootstrap layer, so this is before the machines roll out.
     AddOns,
 }
 
 impl KillPoint {
-    async fn reached(self, mgmt: &Mgmt, first_addon: &Value) -> bool {
+    async fn reached(self, mgmt: &Mgmt, (first_addon, last_addon): (&Value, &Value)) -> bool {
         match self {
             KillPoint::Provisioning => {
                 mgmt.cluster().await.is_some()
@@ -171,12 +160,8 @@ impl KillPoint {
                     return false;
                 };
                 // The workload server may not serve the add-on's kind yet: not reached.
-                workload.get(first_addon).await.ok().flatten().is_some()
-                    && workload
-                        .get(&inventory(StageName::Addons))
-                        .await
-                        .unwrap()
-                        .is_none()
+                let exists = async |obj| workload.get(obj).await.ok().flatten().is_some();
+                exists(first_addon).await && !exists(last_addon).await
             }
         }
     }
@@ -313,13 +298,14 @@ async fn assert_converged(mgmt: &Mgmt, bundle: &Bundle, revision: &str) {
 async fn an_apply_killed_midway_converges_on_the_next_run() {
     let mgmt = Mgmt::start().await;
     let bundle = bundle();
-    let first_addon = bundle.stage(StageName::Addons).unwrap().objects[0].clone();
+    let addons = &bundle.stage(StageName::Addons).unwrap().objects;
+    let (first_addon, last_addon) = (&addons[0], addons.last().unwrap());
     let kubeconfig = mgmt.server.kubeconfig_path.clone();
 
     for (i, point) in [
         KillPoint::Provisioning,
-        KillPoint::Converging,
         KillPoint::AddOns,
+        KillPoint::Converging,
     ]
     .into_iter()
     .enumerate()
@@ -337,7 +323,10 @@ async fn an_apply_killed_midway_converges_on_the_next_run() {
                     log_of(&log)
                 );
             }
-            point.reached(&mgmt, &first_addon).await.then_some(())
+            point
+                .reached(&mgmt, (first_addon, last_addon))
+                .await
+                .then_some(())
         })
         .await;
         let mut child = child.into_inner().unwrap();

@@ -236,6 +236,20 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
     );
     assert!(ok, "cairn apply failed:\n{out}");
     assert!(out.contains("pivot: finish done"), "{out}");
+    // The bootstrap layers went in once the control plane answered, before the agent and the
+    // move (which need a Ready node).
+    let at = |step: &str| {
+        out.find(step)
+            .unwrap_or_else(|| panic!("no {step:?} in:\n{out}"))
+    };
+    assert!(
+        at("control plane initialized") < at("bootstrap layers applied"),
+        "{out}"
+    );
+    assert!(
+        at("bootstrap layers applied") < at("pivot stage applied"),
+        "{out}"
+    );
     let agent_log =
         std::fs::read_to_string(root.path().join("clusters").join(CLUSTER).join("agent.log"))
             .unwrap_or_default();

@@ -725,6 +725,72 @@ fn dependency_cycle_across_profiles() {
     assert_eq!(names[0], names[3]);
 }
 
+#[test]
+fn a_bootstrap_layer_that_depends_on_a_later_one() {
+    // `app` is applied after the nodes are Ready; a bootstrap layer comes before that.
+    let mut files = base_with(
+        "profiles/base.yaml",
+        "    - name: cni\n      namespace: kube-system\n",
+        "    - name: cni\n      namespace: kube-system\n      dependsOn: [app]\n      bootstrap: true\n",
+    );
+    edit(
+        &mut files,
+        "profiles/base.yaml",
+        "      dependsOn: [cni]\n",
+        "",
+    );
+    let report = validate(&files);
+    let d = report.expect_only(
+        &error(
+            "profiles/base.yaml",
+            11,
+            19,
+            "bootstrap layer `cni` depends on `app`, which is not a bootstrap layer",
+        )
+        .cluster(&["alpha"]),
+    );
+    assert!(
+        d.text().contains("mark `app` `bootstrap: true` too"),
+        "{}",
+        d.text()
+    );
+}
+
+#[test]
+fn bootstrap_layers_render_first_and_marked() {
+    // Declared after `app`, a bootstrap layer still comes first among the add-ons.
+    let mut files = base();
+    edit(
+        &mut files,
+        "profiles/base.yaml",
+        "    - name: app\n      dependsOn: [cni]\n",
+        "    - name: app\n",
+    );
+    let text = files.get_mut("profiles/base.yaml").unwrap();
+    text.push_str("    - name: net\n      bootstrap: true\n      inline: |\n        apiVersion: v1\n        kind: ConfigMap\n        metadata: {name: net}\n");
+    let dir = write_repo(&files);
+    let snapshot = cairn::model::snapshot::RepoSnapshot::from_dir(dir.path()).unwrap();
+    let rendered = cairn::render::render_repo(&snapshot, &[]);
+    assert!(!rendered.has_errors(), "{:?}", rendered.diagnostics);
+    let addons = &rendered.bundles[0]
+        .stage(cairn::model::types::StageName::Addons)
+        .unwrap()
+        .objects;
+    let layers: Vec<(&str, Option<&str>)> = addons
+        .iter()
+        .map(|o| {
+            (
+                o["metadata"]["labels"]["cairn.dev/layer"].as_str().unwrap(),
+                o["metadata"]["annotations"]["cairn.dev/bootstrap-layer"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        layers,
+        [("net", Some("true")), ("cni", None), ("app", None)]
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cluster settings.
 

@@ -5,7 +5,9 @@
 use serde_json::Value;
 
 use crate::model::types::StageName;
-use crate::render::finalize::{LAYER_LABEL, NO_WAIT_ANNOTATION, impersonated_user};
+use crate::render::finalize::{
+    BOOTSTRAP_LAYER_ANNOTATION, LAYER_LABEL, NO_WAIT_ANNOTATION, impersonated_user,
+};
 use crate::render::kinds::{ObjectKey, annotation, label};
 use crate::render::{Bundle, Stage};
 
@@ -65,6 +67,16 @@ pub fn addon_groups(objects: &[Value]) -> Vec<Group> {
         }
     }
     groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// The groups of the `bootstrap: true` layers (rendered first among the add-ons).
+pub fn bootstrap_addon_groups(objects: &[Value]) -> Vec<Group> {
+    let bootstrap: Vec<Value> = objects
+        .iter()
+        .filter(|o| annotation(o, BOOTSTRAP_LAYER_ANNOTATION) == Some("true"))
+        .cloned()
+        .collect();
+    addon_groups(&bootstrap)
 }
 
 /// Keys of the bootstrap objects the workload stage also renders (the KubeadmControlPlane and

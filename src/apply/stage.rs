@@ -239,25 +239,45 @@ pub async fn apply_stage(
     groups: &[Group],
     opts: StageOptions,
 ) -> Result<StageReport, StageError> {
+    apply_recorded(api, cluster, stage, groups, opts, true).await
+}
+
+/// Applies some groups of a stage ahead of the rest (the bootstrap layers of the add-ons):
+/// as [`apply_stage`], except that the inventory only gains what was applied, and nothing
+/// else of the stage is reported, kept or pruned; the whole stage's apply does that later.
+pub async fn apply_part(
+    api: &impl ClusterApi,
+    cluster: &str,
+    stage: StageName,
+    groups: &[Group],
+    opts: StageOptions,
+) -> Result<StageReport, StageError> {
+    apply_recorded(api, cluster, stage, groups, opts, false).await
+}
+
+/// The groups applied, then the inventory: for the `whole` stage, what it no longer renders is
+/// pruned or kept (and reported); for a part, it is left as recorded.
+async fn apply_recorded(
+    api: &impl ClusterApi,
+    cluster: &str,
+    stage: StageName,
+    groups: &[Group],
+    opts: StageOptions,
+    whole: bool,
+) -> Result<StageReport, StageError> {
     let api_err = api_error(stage);
     let recorded = inventory::read(api, cluster, stage)
         .await
         .map_err(api_err)?;
-    let mut changes = Vec::new();
-    for group in groups {
-        match &group.impersonate {
-            None => apply_group(api, stage, group, opts, &mut changes).await?,
-            Some(user) => {
-                let acting = api.impersonating(user).map_err(api_err)?;
-                apply_group(&acting, stage, group, opts, &mut changes).await?;
-            }
-        }
-    }
-    let objects: Vec<&Value> = groups.iter().flat_map(|g| &g.objects).collect();
-    let desired: Vec<Entry> = objects.iter().map(|o| Entry::of(o)).collect();
+    let mut changes = apply_groups(api, stage, groups, opts).await?;
+    let desired = desired_entries(groups);
     let desired_keys: Vec<ObjectKey> = desired.iter().map(Entry::key).collect();
-    let mut kept = desired.clone();
+    let mut kept = desired;
     for entry in recorded.iter().filter(|e| !desired_keys.contains(&e.key())) {
+        if !whole {
+            kept.push(entry.clone());
+            continue;
+        }
         let action = if opts.prune {
             delete_as_applied(api, entry).await.map_err(api_err)?;
             Action::Delete
@@ -276,6 +296,34 @@ pub async fn apply_stage(
         .await
         .map_err(api_err)?;
     Ok(StageReport::new(changes))
+}
+
+/// Every group, in order, each as its impersonated user when it names one.
+async fn apply_groups(
+    api: &impl ClusterApi,
+    stage: StageName,
+    groups: &[Group],
+    opts: StageOptions,
+) -> Result<Vec<ObjectChange>, StageError> {
+    let mut changes = Vec::new();
+    for group in groups {
+        match &group.impersonate {
+            None => apply_group(api, stage, group, opts, &mut changes).await?,
+            Some(user) => {
+                let acting = api.impersonating(user).map_err(api_error(stage))?;
+                apply_group(&acting, stage, group, opts, &mut changes).await?;
+            }
+        }
+    }
+    Ok(changes)
+}
+
+fn desired_entries(groups: &[Group]) -> Vec<Entry> {
+    groups
+        .iter()
+        .flat_map(|g| &g.objects)
+        .map(Entry::of)
+        .collect()
 }
 
 #[cfg(test)]

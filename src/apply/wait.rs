@@ -52,8 +52,7 @@ pub async fn wait_until<F>(
 where
     F: Fn(&Value) -> Health,
 {
-    let start = Instant::now();
-    loop {
+    poll_until(timeout, || async {
         let mut unready = Vec::new();
         for obj in objects {
             let live = match api.get(obj).await {
@@ -80,6 +79,21 @@ where
                 },
             }
         }
+        Ok(unready)
+    })
+    .await
+}
+
+/// Calls `probe` until it finds nothing unready, every [`POLL`], and fails naming what it
+/// found last once `timeout` has passed.
+pub async fn poll_until<F, Fut>(timeout: Duration, mut probe: F) -> Result<(), WaitError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<String>, WaitError>>,
+{
+    let start = Instant::now();
+    loop {
+        let unready = probe().await?;
         if unready.is_empty() {
             return Ok(());
         }

@@ -8,9 +8,11 @@ use super::phase::record_phase;
 use super::workload::{kubeconfig_gone, workload_api};
 use super::{ApplyOptions, ClusterError, ClusterReport, Phase, namespace};
 use crate::apply::api::{ClusterApi, KubeClusterApi};
-use crate::apply::groups::{addon_groups, bootstrap_groups, one_group, stage};
+use crate::apply::groups::{
+    addon_groups, bootstrap_addon_groups, bootstrap_groups, one_group, stage,
+};
 use crate::apply::health::{Health, control_plane_initialized};
-use crate::apply::stage::{StageOptions, StageReport, apply_stage};
+use crate::apply::stage::{StageOptions, StageReport, apply_part, apply_stage};
 use crate::apply::wait::{wait_healthy, wait_until};
 use crate::model::types::StageName;
 use crate::render::Bundle;
@@ -41,10 +43,11 @@ pub async fn apply_cluster(
     let name = bundle.cluster.as_str();
     let mut report = ClusterReport::default();
     let wrote = provision(mgmt, bundle, opts, true, &mut report).await?;
-    converge_capi(mgmt, bundle, opts, wrote, &mut report).await?;
     let workload = workload_api(mgmt, name)
         .await?
         .ok_or_else(|| kubeconfig_gone(name))?;
+    apply_bootstrap_layers(&workload, bundle, opts, &mut report).await?;
+    converge_capi(mgmt, bundle, opts, wrote, &mut report).await?;
     apply_addons(&workload, bundle, opts, &mut report).await?;
     record_phase(mgmt, bundle, Phase::Ready, opts).await?;
     Ok(report)
@@ -150,6 +153,40 @@ pub async fn converge_capi(
             step: "waiting for the machines to roll out",
             source,
         })
+}
+
+/// The `bootstrap: true` layers (CNI, cloud controller manager, CSI) into the workload cluster
+/// as soon as its control plane answers: its Nodes cannot be Ready, nor its Machines get a
+/// `nodeRef`, before they run (DESIGN.md §3). The whole add-on stage, later, finds them applied.
+pub async fn apply_bootstrap_layers(
+    workload: &impl ClusterApi,
+    bundle: &Bundle,
+    opts: &ApplyOptions,
+    report: &mut ClusterReport,
+) -> Result<(), ClusterError> {
+    let groups = bootstrap_addon_groups(stage(bundle, StageName::Addons));
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let name = bundle.cluster.as_str();
+    let r = apply_part(
+        workload,
+        name,
+        StageName::Addons,
+        &groups,
+        stage_options(opts),
+    )
+    .await?;
+    (opts.progress)(
+        name,
+        &format!(
+            "bootstrap layers applied: {} written, {} unchanged",
+            r.written(),
+            r.unchanged()
+        ),
+    );
+    report.stages.push((StageName::Addons, r));
+    Ok(())
 }
 
 /// The add-ons, layer by layer, into the workload cluster.

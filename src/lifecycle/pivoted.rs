@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::cluster::{provision, report_stage, stage_options};
+use super::cluster::{apply_bootstrap_layers, provision, report_stage, stage_options};
 use super::phase::{desired_hash, record_phase};
 use super::record::{AgentStatus, read_status};
-use super::workload::{kubeconfig_gone, reach_workload, refresh_kept_kubeconfig};
+use super::workload::{kubeconfig_gone, reach_workload, refresh_kept_kubeconfig, wait_nodes_ready};
 use super::{ApplyOptions, ClusterError, ClusterReport, Phase};
 use crate::apply::api::{ApiError, ClusterApi, KubeClusterApi};
 use crate::apply::groups::{one_group, stage};
@@ -59,6 +59,17 @@ pub async fn apply_pivoted(
     let workload = reach_workload(mgmt, name)
         .await?
         .ok_or_else(|| kubeconfig_gone(name))?;
+    if !pivoted && !moving {
+        // What the first node needs before it is Ready, then the node itself: the CAPI
+        // controllers that move in next can only finish the cluster from a working node.
+        apply_bootstrap_layers(&workload, bundle, opts, &mut report).await?;
+        wait_nodes_ready(&workload, opts.timeout)
+            .await
+            .map_err(|source| ClusterError::Wait {
+                step: "waiting for the first nodes to be Ready",
+                source,
+            })?;
+    }
     if pivoted && refresh_kept_kubeconfig(mgmt, &workload, name).await? {
         (opts.progress)(
             name,

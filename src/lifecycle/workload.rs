@@ -7,7 +7,9 @@ use serde_json::Value;
 
 use super::ClusterError;
 use crate::apply::api::{ApiError, ClusterApi, KubeClusterApi};
+use crate::apply::wait::{WaitError, poll_until};
 use crate::render::capi::{cluster_ref, kubeconfig_secret, kubeconfig_secret_name};
+use crate::render::kinds::object_ref;
 use crate::render::pivot::AGENT_NAMESPACE;
 
 /// The error when the `<cluster>-kubeconfig` Secret a step needs is not there (any more).
@@ -163,4 +165,41 @@ pub async fn refresh_kept_kubeconfig(
         .await
         .map_err(api("refresh the kept workload kubeconfig"))?;
     Ok(true)
+}
+
+/// Waits until the workload cluster has Nodes and every one is Ready (its `Ready` condition
+/// True), naming each one that is not, with the kubelet's reason, when time runs out.
+pub async fn wait_nodes_ready(
+    workload: &impl ClusterApi,
+    timeout: std::time::Duration,
+) -> Result<(), WaitError> {
+    poll_until(timeout, || async {
+        Ok(match workload.list("v1", "Node", None, None).await {
+            Ok(nodes) if nodes.is_empty() => vec!["no Node has registered yet".to_string()],
+            Ok(nodes) => nodes.iter().filter_map(node_unready).collect(),
+            Err(e) if e.is_unreachable() => {
+                vec![format!("the API server: {}", crate::errors::chain(&e))]
+            }
+            Err(e) => return Err(e.into()),
+        })
+    })
+    .await
+}
+
+/// `Node/name: why` when the Node is not Ready.
+fn node_unready(node: &Value) -> Option<String> {
+    let ready = node
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
+    match ready {
+        Some(c) if c["status"] == "True" => None,
+        Some(c) => Some(format!(
+            "{}: not Ready: {} {}",
+            object_ref(node),
+            c["reason"].as_str().unwrap_or_default(),
+            c["message"].as_str().unwrap_or_default()
+        )),
+        None => Some(format!("{}: no Ready condition yet", object_ref(node))),
+    }
 }

@@ -431,6 +431,12 @@ pub struct Layer {
     /// Whether dependents wait until these objects are healthy (default true).
     #[serde(default = "default_true")]
     pub wait: bool,
+    /// Part of the cluster's bootstrap (CNI, cloud controller manager, CSI where needed):
+    /// applied as soon as the control plane is initialized and its kubeconfig exists, before
+    /// cairn waits for nodes to be Ready (a real Node is not Ready without a CNI, nor gets a
+    /// providerID without the cloud controller manager). It may depend only on bootstrap layers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bootstrap: bool,
     /// A ServiceAccount in the layer's `namespace` that applies the layer: cairn impersonates
     /// it for every read and write of the layer's objects (Flux's tenant confinement), so the
     /// layer can do only what that account's RBAC allows, whatever its manifests ask for.

@@ -584,6 +584,21 @@ fn order_layers(
     for (idx, (r, layer)) in all.iter().enumerate() {
         for (k, dep) in layer.depends_on.iter().enumerate() {
             match by_name.get(dep.as_str()) {
+                Some(&d) if layer.bootstrap && !all[d].1.bootstrap => {
+                    diags.push(
+                        used[r.profile]
+                            .error(&format!("/spec/layers/{}/dependsOn/{k}", r.layer), format!(
+                                "bootstrap layer `{}` depends on `{dep}`, which is not a bootstrap layer",
+                                layer.name
+                            ))
+                            .cluster(c.doc.metadata.name.clone())
+                            .help(format!(
+                                "bootstrap layers are applied before the nodes are Ready, and other layers \
+                                 only after: mark `{dep}` `bootstrap: true` too, or drop the dependency"
+                            )),
+                    );
+                    ok = false;
+                }
                 Some(&d) => deps[idx].push(d),
                 None => {
                     let profile = used[r.profile];
@@ -609,7 +624,11 @@ fn order_layers(
         return None;
     }
     match topo_order(&deps) {
-        Ok(order) => Some(order.into_iter().map(|i| all[i].0).collect()),
+        Ok(mut order) => {
+            // Bootstrap layers first: they depend on no other kind, so this keeps the order valid.
+            order.sort_by_key(|&i| !all[i].1.bootstrap);
+            Some(order.into_iter().map(|i| all[i].0).collect())
+        }
         Err(cycle) => {
             let names: Vec<&str> = cycle.iter().map(|&i| all[i].1.name.as_str()).collect();
             let (r, _) = all[cycle[0]];

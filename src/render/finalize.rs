@@ -19,6 +19,9 @@ pub const CLUSTER_LABEL: &str = "cairn.dev/cluster";
 pub const CREATED_NAMESPACE_ANNOTATION: &str = "cairn.dev/created-namespace";
 pub const STAGE_LABEL: &str = "cairn.dev/stage";
 pub const LAYER_LABEL: &str = "cairn.dev/layer";
+/// On the objects of a `bootstrap: true` layer: applied once the control plane is initialized,
+/// before the nodes are waited Ready.
+pub const BOOTSTRAP_LAYER_ANNOTATION: &str = "cairn.dev/bootstrap-layer";
 /// Hex digits of the SHA-256 that name a template.
 pub const HASH_LEN: usize = 10;
 

@@ -21,8 +21,8 @@ use crate::model::types::{Fleet, StageName};
 use crate::model::validate::{ResolvedCluster, resolve};
 use addons::{ManifestCache, render_layers};
 use finalize::{
-    LAYER_LABEL, NO_WAIT_ANNOTATION, SERVICE_ACCOUNT_ANNOTATION, apply_patches, hash_templates,
-    label_stage, set_annotation, set_label,
+    BOOTSTRAP_LAYER_ANNOTATION, LAYER_LABEL, NO_WAIT_ANNOTATION, SERVICE_ACCOUNT_ANNOTATION,
+    apply_patches, hash_templates, label_stage, set_annotation, set_label,
 };
 use kinds::compare_objects;
 
@@ -64,6 +64,9 @@ pub fn render_cluster(
             set_label(&mut obj, LAYER_LABEL, &layer.layer.name);
             if !layer.layer.wait {
                 set_annotation(&mut obj, NO_WAIT_ANNOTATION, "false");
+            }
+            if layer.layer.bootstrap {
+                set_annotation(&mut obj, BOOTSTRAP_LAYER_ANNOTATION, "true");
             }
             if let (Some(account), Some(namespace)) =
                 (&layer.layer.service_account_name, &layer.layer.namespace)
