@@ -29,10 +29,15 @@ fn fleet_files(clusters: &[&str]) -> Vec<(String, String)> {
         (
             "profiles/tiny.yaml".to_string(),
             "apiVersion: cairn.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {name: tiny}\n\
-             spec:\n  layers:\n    - name: hello\n      namespace: default\n      inline: |\n        \
+             spec:\n  layers:\n    - name: cni\n      bootstrap: true\n      namespace: kube-system\n      \
+             manifests: [addons/cni.yaml]\n    - name: hello\n      namespace: default\n      inline: |\n        \
              apiVersion: v1\n        kind: ConfigMap\n        metadata: {name: hello}\n        \
              data: {cluster: \"${CLUSTER_NAME}\"}\n"
                 .to_string(),
+        ),
+        (
+            "addons/cni.yaml".to_string(),
+            common::CNI_DAEMONSET.to_string(),
         ),
     ];
     for name in clusters {

@@ -213,7 +213,43 @@ fn rolled_out(obj: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// A CNI as a bootstrap layer ships it: a DaemonSet that tolerates every taint and writes the
+/// node's CNI configuration (the simulator's kubelets are Ready only once one runs).
+fn cni() -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "test-cni", "namespace": "kube-system"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "test-cni"}},
+            "template": {
+                "metadata": {"labels": {"app": "test-cni"}},
+                "spec": {
+                    "hostNetwork": true,
+                    "tolerations": [{"operator": "Exists"}],
+                    "containers": [{"name": "cni", "image": "registry.k8s.io/pause:3.10"}],
+                    "volumes": [{"name": "net", "hostPath": {"path": "/etc/cni/net.d"}}],
+                },
+            },
+        },
+    })
+}
+
+/// A client of the cluster's workload API server, with a CNI installed there (as cairn's
+/// bootstrap layers do once the server answers).
 async fn workload_client(
+    mgmt: &DynamicApi,
+    ns: &str,
+    cluster: &str,
+) -> Result<kube::Client, String> {
+    let client = workload_client_without_cni(mgmt, ns, cluster).await?;
+    DynamicApi::new(client.clone())
+        .apply(&cni(), false, true)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(client)
+}
+
+async fn workload_client_without_cni(
     mgmt: &DynamicApi,
     ns: &str,
     cluster: &str,
@@ -451,8 +487,36 @@ async fn a_docker_cluster_comes_up_scales_rolls_runs_its_agent_and_is_torn_down(
     });
     let mut sim = Simulator::new(config).await.unwrap();
 
-    // (1) The bootstrap stage: one control-plane machine and a reachable workload API server.
+    // (1) The bootstrap stage: one control-plane machine and a reachable workload API server,
+    // whose Node is not Ready (nor its Machine) until a CNI runs there.
     apply_all(&api, &stage(cluster, StageName::Bootstrap)).await;
+    converge!(sim, "a Node that waits for its CNI", {
+        let client = workload_client_without_cni(&api, ns, cluster).await?;
+        let nodes = DynamicApi::new(client)
+            .list("v1", "Node", None, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let [node] = nodes.as_slice() else {
+            return Err(format!("{} Nodes", nodes.len()));
+        };
+        let ready = node["status"]["conditions"][0].clone();
+        let taints = node["spec"]["taints"].to_string();
+        let machines = list(&api, CAPI, "Machine", ns).await;
+        if ready["status"] == "False"
+            && ready["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("cni plugin not initialized")
+            && taints.contains("node.kubernetes.io/not-ready")
+            && machines.len() == 1
+            && machines[0]["status"]["nodeRef"]["name"].is_string()
+            && condition(&machines[0], "Ready") == "False"
+        {
+            Ok(())
+        } else {
+            Err(format!("Node {ready} taints {taints}"))
+        }
+    });
     let workload = converge!(
         sim,
         "the workload API server through the kubeconfig Secret",
@@ -928,6 +992,10 @@ fn add_ons(ns: &str) -> Vec<Value> {
         })
     };
     let selector = |app: &str| json!({"matchLabels": {"app": app}});
+    // A node agent runs on control-plane nodes too (the only Node here).
+    let mut node_agent = template("node-agent");
+    node_agent["spec"]["tolerations"] =
+        json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]);
     let mut job_template = template("job");
     job_template["spec"]["restartPolicy"] = "Never".into();
     vec![
@@ -940,7 +1008,7 @@ fn add_ons(ns: &str) -> Vec<Value> {
         json!({
             "apiVersion": "apps/v1", "kind": "DaemonSet",
             "metadata": {"name": "node-agent", "namespace": ns},
-            "spec": {"selector": selector("node-agent"), "template": template("node-agent")},
+            "spec": {"selector": selector("node-agent"), "template": node_agent},
         }),
         json!({
             "apiVersion": "apps/v1", "kind": "StatefulSet",
@@ -990,7 +1058,7 @@ async fn add_on_workloads_roll_out_and_deleted_namespaces_go() {
     assert_eq!(
         int_at(&live[1], "/status/desiredNumberScheduled"),
         1,
-        "one Node"
+        "one Node, whose taint it tolerates"
     );
     assert_eq!(int_at(&live[2], "/status/readyReplicas"), 3);
     assert_eq!(condition(&live[3], "Complete"), "True");

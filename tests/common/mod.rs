@@ -209,3 +209,12 @@ pub fn tree(root: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u
     }
     out
 }
+
+/// A CNI as a fleet ships it in a `bootstrap: true` layer: a DaemonSet that tolerates every
+/// taint and writes the node's CNI configuration. Real Nodes are not Ready without one, and
+/// neither are the simulator's.
+pub const CNI_DAEMONSET: &str = "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: cni}\nspec:\n  \
+     selector: {matchLabels: {app: cni}}\n  template:\n    metadata: {labels: {app: cni}}\n    \
+     spec:\n      hostNetwork: true\n      tolerations: [{operator: Exists}]\n      \
+     containers: [{name: cni, image: registry.k8s.io/pause:3.10}]\n      \
+     volumes: [{name: net, hostPath: {path: /etc/cni/net.d}}]\n";

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::controlplane::{self, ControlPlane};
 use super::machinedeployment::{self, Workers};
-use super::machines::is_running;
+use super::machines::has_node;
 use super::objects::{generation, is_deleting, name, s};
 use super::status::{
     Counters, cond_if, conditions, not_deleting_nor_paused, provisioned_status,
@@ -101,14 +101,14 @@ async fn reconcile_infra(ctx: &mut Ctx<'_>) -> Result<Infra, SimulatorError> {
     Ok(Infra { provisioned: true })
 }
 
-/// A Node for every running machine, none for machines that are gone.
+/// A Node for every machine that booted, none for machines that are gone.
 async fn sync_nodes(ctx: &mut Ctx<'_>, machines: &[Value]) -> Result<(), SimulatorError> {
     let Some(workload) = &ctx.state.workload else {
         return Ok(());
     };
     let server = workload.server.clone();
     let nodes = nodes_of(&server, &ctx.name, &ctx.namespace).await?;
-    for machine in machines.iter().filter(|m| is_running(m)) {
+    for machine in machines.iter().filter(|m| has_node(m)) {
         if nodes.iter().any(|n| name(n) == name(machine)) {
             continue;
         }

@@ -4,7 +4,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::machines::{self, NewMachine, base_labels, deletion_order, is_running, owned_by};
+use super::machines::{
+    self, NewMachine, base_labels, deletion_order, has_node, is_running, owned_by,
+};
 use super::naming::{hash, random_name};
 use super::objects::{
     KCP_API, cloned_at, generation, ident, int, is_deleting, labels, name, object_ref, s, uid,
@@ -104,11 +106,14 @@ pub async fn reconcile(
         machines::progress(ctx, &mut machines[i], Some(&kcp), up_to_date).await?;
     }
     // A control plane that was up before the simulator (re)started needs its server again.
-    if ctx.state.workload.is_none() && own(machines).iter().any(|i| is_running(&machines[*i])) {
+    if ctx.state.workload.is_none() && own(machines).iter().any(|i| has_node(&machines[*i])) {
         ctx.ensure_workload(&kcp).await?;
     }
+    // Initialized once `kubeadm init` has run on a machine: its API server answers and its Node
+    // registered, Ready or not (that needs a CNI, which is applied only now). KCP scales up
+    // from there, since its preflight checks want every machine's nodeRef, not a Ready Node.
     let initialized =
-        ctx.state.workload.is_some() && own(machines).iter().any(|i| is_running(&machines[*i]));
+        ctx.state.workload.is_some() && own(machines).iter().any(|i| has_node(&machines[*i]));
     if initialized {
         ctx.write_secrets(&kcp).await?;
     }

@@ -123,28 +123,40 @@ pub fn is_running(machine: &Value) -> bool {
     machine.pointer("/status/nodeRef/name").is_some() && is_true(machine, "Ready")
 }
 
-/// The machine's status: Provisioning until it runs, then Running with its Node.
-fn machine_status(machine: &Value, running: bool, up_to_date: bool) -> Value {
+/// Whether the machine has booted: its Node registered (its `nodeRef`), Ready or not.
+pub fn has_node(machine: &Value) -> bool {
+    machine.pointer("/status/nodeRef/name").is_some()
+}
+
+/// The machine's status: Provisioning until it boots, then Running with its Node; Ready only
+/// while its Node is.
+fn machine_status(machine: &Value, booted: bool, node_ready: bool, up_to_date: bool) -> Value {
+    let ready = booted && node_ready;
+    let node_reason = if booted {
+        "NodeNotReady"
+    } else {
+        "NodeDoesNotExist"
+    };
     let mut conds = vec![
-        cond_if("BootstrapConfigReady", running, "Ready", "NotReady"),
-        cond_if("InfrastructureReady", running, "Ready", "NotReady"),
-        cond_if("NodeReady", running, "NodeReady", "NodeDoesNotExist"),
-        cond_if("NodeHealthy", running, "NodeHealthy", "NodeDoesNotExist"),
+        cond_if("BootstrapConfigReady", booted, "Ready", "NotReady"),
+        cond_if("InfrastructureReady", booted, "Ready", "NotReady"),
+        cond_if("NodeReady", ready, "NodeReady", node_reason),
+        cond_if("NodeHealthy", ready, "NodeHealthy", node_reason),
         cond_if("UpToDate", up_to_date, "UpToDate", "NotUpToDate"),
-        cond_if("Ready", running, "Ready", "NotReady"),
-        cond_if("Available", running, "Available", "NotAvailable"),
+        cond_if("Ready", ready, "Ready", "NotReady"),
+        cond_if("Available", ready, "Available", "NotAvailable"),
     ];
     conds.extend(not_deleting_nor_paused());
     let mut status = json!({
-        "phase": if running { "Running" } else { "Provisioning" },
+        "phase": if booted { "Running" } else { "Provisioning" },
         "initialization": {
-            "bootstrapDataSecretCreated": running,
-            "infrastructureProvisioned": running,
+            "bootstrapDataSecretCreated": booted,
+            "infrastructureProvisioned": booted,
         },
         "conditions": conditions(machine.pointer("/status/conditions"), &conds, generation(machine)),
     });
     set_observed_generation(&mut status, machine);
-    if running {
+    if booted {
         status["nodeRef"] = json!({"name": name(machine)});
         status["addresses"] = addresses(name(machine));
     }
@@ -179,24 +191,37 @@ pub async fn progress(
     if is_deleting(machine) {
         return Ok(());
     }
-    let mut running = is_running(machine);
-    if !running && ctx.due(machine) {
+    let mut booted = has_node(machine);
+    if !booted && ctx.due(machine) {
         if let Some(kcp) = control_plane {
             ctx.ensure_workload(kcp).await?;
         }
         if ctx.state.workload.is_some() {
             provision(ctx, machine, control_plane.is_some()).await?;
             ctx.first_seen.remove(s(machine, "/metadata/uid"));
-            running = true;
+            booted = true;
             ctx.report.provisioned.push(object_ref(machine));
         }
     }
-    let status = machine_status(machine, running, up_to_date);
+    let node_ready = booted && node_ready(ctx, machine).await?;
+    let status = machine_status(machine, booted, node_ready, up_to_date);
     *machine = ctx
         .server
         .set_status(machine, status, "set the Machine status")
         .await?;
     Ok(())
+}
+
+/// Whether the machine's Node (named after it) is Ready in the workload server.
+async fn node_ready(ctx: &Ctx<'_>, machine: &Value) -> Result<bool, SimulatorError> {
+    let Some(workload) = &ctx.state.workload else {
+        return Ok(false);
+    };
+    let node = workload
+        .server
+        .fetch(&ident("v1", "Node", "", name(machine)))
+        .await?;
+    Ok(node.is_some_and(|n| is_true(&n, "Ready")))
 }
 
 async fn provision(

@@ -10,8 +10,8 @@
 //! Secrets shaped and owned as the real controllers make them, rolls them when their templates
 //! or version change, starts a real kube-apiserver for the workload cluster at its first
 //! control-plane machine, registers a Node per machine there (control-plane Nodes tainted as
-//! kubeadm taints them, the API server's not-ready taint lifted once Ready, as the node
-//! lifecycle controller does), writes every status through the status subresource, runs the
+//! kubeadm taints them; NotReady, with the not-ready taint, until a CNI DaemonSet's pod runs
+//! on it, as a kubelet without a network plugin and the node lifecycle controller have it), writes every status through the status subresource, runs the
 //! agent's pod as its Deployment says when it can be scheduled (`pod`: its ServiceAccount's
 //! token, its volumes, its args), and tears it all down when the Cluster is deleted. Add-on workloads in the workload servers are reported rolled out,
 //! Namespaces being deleted are emptied and finalized, and orphans (objects whose owners are
@@ -513,7 +513,13 @@ impl Simulator {
                 0 => workloads::Nodes::Management,
                 _ => workloads::Nodes::Simulated,
             };
-            let mut result = workloads::reconcile(server, nodes).await;
+            let mut result = match nodes {
+                workloads::Nodes::Simulated => workload::sync_readiness(server).await,
+                workloads::Nodes::Management => Ok(()),
+            };
+            if result.is_ok() {
+                result = workloads::reconcile(server, nodes).await;
+            }
             if result.is_ok() {
                 result = workloads::finish_namespaces(server, &mut report).await;
             }

@@ -1,6 +1,6 @@
 //! The workload clusters: one real kube-apiserver per Cluster (started at its first
-//! control-plane machine, or re-attached after a restart of the simulator), and the Nodes that
-//! its Machines register there.
+//! control-plane machine, or re-attached after a restart of the simulator), the Nodes that
+//! its Machines register there, and their readiness (a Node is Ready only once a CNI runs).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,9 +9,10 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::SimulatorError;
-use super::objects::{ident, s};
+use super::objects::{ident, is_deleting, s};
+use super::pod::schedulable;
 use super::schema::Server;
-use super::status::{addresses, now};
+use super::status::{addresses, is_true, now};
 use crate::local::{ApiServer, ApiServerOptions, Assets};
 
 /// Annotations CAPI puts on the Nodes of its Machines.
@@ -190,7 +191,8 @@ impl<'a> NodeSpec<'a> {
     }
 }
 
-/// Registers the Node of a machine (as its kubelet would), Ready.
+/// Registers the Node of a machine (as its kubelet would), not Ready until a CNI runs on it
+/// ([`sync_readiness`]).
 pub async fn register_node(server: &Server, node: &NodeSpec<'_>) -> Result<(), SimulatorError> {
     let mut labels = json!({
         "kubernetes.io/hostname": node.name,
@@ -217,13 +219,8 @@ pub async fn register_node(server: &Server, node: &NodeSpec<'_>) -> Result<(), S
             json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]);
     }
     let live = server.apply(&obj, "register the Node").await?;
-    let now = now();
     let status = json!({
-        "conditions": [{
-            "type": "Ready", "status": "True", "reason": "KubeletReady",
-            "message": "kubelet is posting ready status (simulated)",
-            "lastHeartbeatTime": now, "lastTransitionTime": now,
-        }],
+        "conditions": [ready_condition(false)],
         "addresses": addresses(node.name),
         "capacity": {"cpu": "2", "memory": "4Gi", "pods": "110"},
         "allocatable": {"cpu": "2", "memory": "4Gi", "pods": "110"},
@@ -239,21 +236,87 @@ pub async fn register_node(server: &Server, node: &NodeSpec<'_>) -> Result<(), S
             .set_status(&live, status, "set the Node status")
             .await?;
     }
-    // The API server's admission taints every new Node not-ready; kube-controller-manager's
-    // node lifecycle controller lifts the taint once the Node is Ready, and so does this.
-    let taints = live.pointer("/spec/taints").and_then(Value::as_array);
-    if let Some(taints) = taints.filter(|t| t.iter().any(|t| t["key"] == NOT_READY_TAINT)) {
-        let kept: Vec<&Value> = taints
-            .iter()
-            .filter(|t| t["key"] != NOT_READY_TAINT)
-            .collect();
-        server
-            .merge_patch(
-                &live,
-                &json!({"spec": {"taints": kept}}),
-                "lift the not-ready taint",
-            )
-            .await?;
+    Ok(())
+}
+
+/// The kubelet's Ready condition: without a CNI the container runtime reports its network
+/// not ready, and so the Node is not.
+fn ready_condition(ready: bool) -> Value {
+    let now = now();
+    let (status, reason, message) = match ready {
+        true => (
+            "True",
+            "KubeletReady",
+            "kubelet is posting ready status (simulated)",
+        ),
+        false => (
+            "False",
+            "KubeletNotReady",
+            "container runtime network not ready: NetworkReady=false \
+             reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized",
+        ),
+    };
+    json!({"type": "Ready", "status": status, "reason": reason, "message": message,
+           "lastHeartbeatTime": now, "lastTransitionTime": now})
+}
+
+/// Whether `daemonset` installs a CNI: it mounts the host's CNI configuration directory, as
+/// Calico, Cilium and Flannel do to write their config there.
+fn is_cni(daemonset: &Value) -> bool {
+    !is_deleting(daemonset)
+        && daemonset
+            .pointer("/spec/template/spec/volumes")
+            .and_then(Value::as_array)
+            .is_some_and(|volumes| {
+                volumes
+                    .iter()
+                    .any(|v| s(v, "/hostPath/path") == "/etc/cni/net.d")
+            })
+}
+
+/// What the kubelets and the node lifecycle controller do in a workload server: a Node is
+/// Ready exactly when a CNI DaemonSet's pod can run on it, and carries the not-ready taint
+/// while it is not.
+pub async fn sync_readiness(server: &Server) -> Result<(), SimulatorError> {
+    let cnis: Vec<Value> = server
+        .list("apps/v1", "DaemonSet", None, None)
+        .await?
+        .into_iter()
+        .filter(is_cni)
+        .collect();
+    for node in server.list("v1", "Node", None, None).await? {
+        let ready = cnis.iter().any(|ds| {
+            let pod = ds.pointer("/spec/template/spec").unwrap_or(&Value::Null);
+            schedulable(pod, std::slice::from_ref(&node)).is_ok()
+        });
+        if is_true(&node, "Ready") != ready {
+            let status = json!({"conditions": [ready_condition(ready)]});
+            server
+                .set_status(&node, status, "set the Node's readiness")
+                .await?;
+        }
+        let taints: Vec<Value> = node
+            .pointer("/spec/taints")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let tainted = taints.iter().any(|t| t["key"] == NOT_READY_TAINT);
+        if tainted == ready {
+            let mut kept: Vec<Value> = taints
+                .into_iter()
+                .filter(|t| t["key"] != NOT_READY_TAINT)
+                .collect();
+            if !ready {
+                kept.push(json!({"key": NOT_READY_TAINT, "effect": "NoSchedule"}));
+            }
+            server
+                .merge_patch(
+                    &node,
+                    &json!({"spec": {"taints": kept}}),
+                    "set the not-ready taint",
+                )
+                .await?;
+        }
     }
     Ok(())
 }

@@ -35,7 +35,6 @@ pub enum Nodes {
 /// server, to the providers' Deployments only).
 pub async fn reconcile(server: &Server, scope: Nodes) -> Result<(), SimulatorError> {
     let nodes = server.list("v1", "Node", None, None).await?;
-    let ready_nodes = nodes.iter().filter(|n| is_true(n, "Ready")).count() as i64;
     let kinds: &[&str] = match scope {
         Nodes::Simulated => &["Deployment", "StatefulSet", "DaemonSet", "Job"],
         Nodes::Management => &["Deployment"],
@@ -64,7 +63,7 @@ pub async fn reconcile(server: &Server, scope: Nodes) -> Result<(), SimulatorErr
                 }
                 "Deployment" => Some(deployment_status(&obj)),
                 "StatefulSet" => Some(statefulset_status(&obj)),
-                "DaemonSet" => Some(daemonset_status(&obj, ready_nodes)),
+                "DaemonSet" => Some(daemonset_status(&obj, &nodes)),
                 _ => job_status(&obj),
             };
             let Some(desired) = desired else { continue };
@@ -133,9 +132,13 @@ fn statefulset_status(obj: &Value) -> Value {
     status
 }
 
-/// One pod per Ready Node (node selectors and taints are not simulated).
-fn daemonset_status(obj: &Value, ready_nodes: i64) -> Value {
-    let n = ready_nodes;
+/// One pod per Node its pod can be scheduled on (node selector and tolerations), each running.
+fn daemonset_status(obj: &Value, nodes: &[Value]) -> Value {
+    let pod = obj.pointer("/spec/template/spec").unwrap_or(&Value::Null);
+    let n = nodes
+        .iter()
+        .filter(|node| schedulable(pod, std::slice::from_ref(node)).is_ok())
+        .count() as i64;
     let mut status = json!({
         "desiredNumberScheduled": n, "currentNumberScheduled": n, "numberReady": n,
         "updatedNumberScheduled": n, "numberAvailable": n, "numberMisscheduled": 0,
@@ -308,9 +311,16 @@ mod tests {
         // The API server omits zero counters: they still count as converged.
         assert!(converged(
             &json!({"observedGeneration": 1}),
-            &daemonset_status(&ds, 0)
+            &daemonset_status(&ds, &[])
         ));
-        ds["status"] = daemonset_status(&ds, 3);
+        // One pod per Node its pod tolerates: a tainted control-plane Node is left out.
+        let node = |taints: Value| json!({"metadata": {"name": "n"}, "spec": {"taints": taints}});
+        let nodes = [
+            node(json!([])),
+            node(json!([{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}])),
+        ];
+        ds["status"] = daemonset_status(&ds, &nodes);
+        assert_eq!(ds["status"]["desiredNumberScheduled"], 1);
         assert_eq!(health(&ds), Health::Ready);
     }
 }
