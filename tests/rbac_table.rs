@@ -664,11 +664,9 @@ async fn the_controllers_account_applies_pivots_and_removes_clusters_within_its_
 fn tenant_fleet(apps: &str) -> cairn::model::RepoSnapshot {
     let profile = format!(
         "apiVersion: cairn.dev/v1alpha1\nkind: ClusterProfile\nmetadata: {{name: tenants}}\nspec:\n  \
-         layers:\n    - name: cni\n      bootstrap: true\n      namespace: kube-system\n      inline: |\n{cni}\n    \
-         - name: team-a-access\n      inline: |\n{access}\n    \
+         layers:\n    - name: team-a-access\n      inline: |\n{access}\n    \
          - name: team-a-apps\n      namespace: team-a\n      serviceAccountName: deployer\n      \
          dependsOn: [team-a-access]\n      inline: |\n{apps}\n",
-        cni = indent(common::CNI_DAEMONSET),
         access = indent(TEAM_A_ACCESS),
         apps = indent(apps),
     );

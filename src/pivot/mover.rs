@@ -412,18 +412,19 @@ impl<A: ClusterApi> Mover<'_, A> {
         })
     }
 
-    /// Waits until the target admits a CAPI object: a dry-run create of a Cluster in the core
-    /// provider's namespace passes its defaulting and validating webhooks (served by the
-    /// Deployments just waited for; a webhook whose Service has no ready endpoint yet fails).
+    /// Waits until the target admits a CAPI object: a dry-run create of a Cluster in the
+    /// cluster's own namespace (created as the move would create it: only there may cairn write)
+    /// passes its defaulting and validating webhooks (served by the Deployments just waited
+    /// for; a webhook whose Service has no ready endpoint yet fails).
     async fn wait_admitted(&self) -> Result<(), MoveError> {
         let probe = json!({
             "apiVersion": crate::render::capi::CLUSTER_API, "kind": "Cluster",
-            "metadata": {"name": "cairn-admission-probe", "namespace": AGENT_NAMESPACE},
+            "metadata": {"name": "cairn-admission-probe", "namespace": self.cluster},
             "spec": {"paused": true},
         });
-        ensure_namespace(self.target, AGENT_NAMESPACE, None)
+        ensure_namespace(self.target, self.cluster, Some(self.cluster))
             .await
-            .map_err(api("create the cairn-system namespace"))?;
+            .map_err(api("create the namespace in the target"))?;
         let start = Instant::now();
         loop {
             match self.target.dry_run(&probe).await {

@@ -21,7 +21,8 @@ pub const PROVIDER_LABEL: &str = "cluster.x-k8s.io/provider";
 pub const CORE_LABEL: &str = "clusterctl.cluster.x-k8s.io/core";
 pub const INVENTORY_API: &str = "clusterctl.cluster.x-k8s.io/v1alpha3";
 
-/// The kinds provider components are made of, in the order they are installed: what others
+/// The kinds provider components are made of, in the order they are installed (Namespaces
+/// first, found through the others; see [`components`]): what others
 /// refer to first, the workloads after their accounts and Secrets, the webhook configurations
 /// after the Deployments that serve them, the inventory last (clusterctl writes it last too).
 pub const COMPONENT_KINDS: [(&str, &str); 17] = [
@@ -99,19 +100,35 @@ pub async fn inventory(api: &impl ClusterApi) -> Result<Vec<InstalledProvider>, 
     Ok(listed.iter().map(InstalledProvider::of).collect())
 }
 
-/// Every provider and cert-manager object in `api`, in [`COMPONENT_KINDS`] order.
+/// Every provider and cert-manager object in `api`, in [`COMPONENT_KINDS`] order. Their
+/// Namespaces are read one by one, as the namespaces of what was listed: listing Namespaces
+/// is a right the controller does not need otherwise.
 pub async fn components(api: &impl ClusterApi) -> Result<Vec<Value>, ApiError> {
-    let lists = COMPONENT_KINDS.iter().flat_map(|kind| {
+    let listed_kinds = COMPONENT_KINDS
+        .iter()
+        .filter(|(_, kind)| *kind != "Namespace");
+    let lists = listed_kinds.flat_map(|kind| {
         [PROVIDER_LABEL, CORE_LABEL].map(|selector| list_served(api, *kind, selector))
     });
     // All at once: a server's first list of a kind waits for its watch cache.
     let listed = futures::future::try_join_all(lists).await?;
     let mut seen = BTreeSet::new();
-    Ok(listed
+    let objects: Vec<Value> = listed
         .into_iter()
         .flatten()
         .filter(|obj| seen.insert(ObjectKey::of(obj)))
-        .collect())
+        .collect();
+    let namespaces: BTreeSet<&str> = objects
+        .iter()
+        .filter_map(|obj| str_at(obj, "/metadata/namespace"))
+        .collect();
+    let mut components = Vec::new();
+    for namespace in namespaces {
+        let stub = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+        components.extend(api.get(&stub).await?);
+    }
+    components.extend(objects);
+    Ok(components)
 }
 
 /// What the target must have before the move, as clusterctl's `checkTargetProviders` words
