@@ -73,18 +73,15 @@ func buildComponents(out string, sources []componentSource) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	dirs := map[string]string{}
+	dirs := modules{}
 	var index []ComponentsEntry
 	for _, src := range sources {
 		key := src.module + "@" + src.version
-		if _, ok := dirs[key]; !ok {
-			d, err := download(src.module, src.version)
-			if err != nil {
-				return err
-			}
-			dirs[key] = d
+		dir, err := dirs.dir(src.module, src.version)
+		if err != nil {
+			return err
 		}
-		entry, err := build(out, src, dirs[key])
+		entry, err := build(out, src, dir)
 		if err != nil {
 			return fmt.Errorf("%s (%s): %w", src.provider, key, err)
 		}

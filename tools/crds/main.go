@@ -128,19 +128,16 @@ func run(out string, sources []source) error {
 	if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 {
 		return fmt.Errorf("output directory %s is not empty", out)
 	}
-	dirs := map[string]string{}
+	dirs := modules{}
 	var index []Entry
 	var all bytes.Buffer
 	for _, src := range sources {
 		key := src.module + "@" + src.version
-		if _, ok := dirs[key]; !ok {
-			d, err := download(src.module, src.version)
-			if err != nil {
-				return err
-			}
-			dirs[key] = d
+		dir, err := dirs.dir(src.module, src.version)
+		if err != nil {
+			return err
 		}
-		entries, docs, err := process(out, src, dirs[key])
+		entries, docs, err := process(out, src, dir)
 		if err != nil {
 			return fmt.Errorf("%s (%s): %w", src.provider, key, err)
 		}
@@ -159,6 +156,22 @@ func run(out string, sources []source) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(out, "index.json"), append(js, '\n'), 0o644)
+}
+
+// modules remembers the module directories already downloaded, by module@version.
+type modules map[string]string
+
+// dir returns the module's directory in the module cache, downloading it the first time.
+func (m modules) dir(module, version string) (string, error) {
+	key := module + "@" + version
+	if d, ok := m[key]; ok {
+		return d, nil
+	}
+	d, err := download(module, version)
+	if err == nil {
+		m[key] = d
+	}
+	return d, err
 }
 
 // download returns the module's directory in the module cache.
