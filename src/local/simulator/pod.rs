@@ -40,6 +40,14 @@ fn tolerates(toleration: &Value, taint: &Value) -> bool {
     }
 }
 
+/// [`schedulable`] for the pod template of a workload (Deployment, DaemonSet).
+pub fn template_schedulable(workload: &Value, nodes: &[Value]) -> Result<(), Pending> {
+    let pod = workload
+        .pointer("/spec/template/spec")
+        .unwrap_or(&Value::Null);
+    schedulable(pod, nodes)
+}
+
 /// Whether the pod may be scheduled on one of `nodes`: its `nodeSelector` matches the Node's
 /// labels and every NoSchedule and NoExecute taint is tolerated. `Err` says why none fits, as
 /// the scheduler's event does.

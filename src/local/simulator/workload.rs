@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::SimulatorError;
 use super::objects::{ident, is_deleting, s};
-use super::pod::schedulable;
+use super::pod::template_schedulable;
 use super::schema::Server;
 use super::status::{addresses, is_true, now};
 use crate::local::{ApiServer, ApiServerOptions, Assets};
@@ -285,10 +285,9 @@ pub async fn sync_readiness(server: &Server) -> Result<(), SimulatorError> {
         .filter(is_cni)
         .collect();
     for node in server.list("v1", "Node", None, None).await? {
-        let ready = cnis.iter().any(|ds| {
-            let pod = ds.pointer("/spec/template/spec").unwrap_or(&Value::Null);
-            schedulable(pod, std::slice::from_ref(&node)).is_ok()
-        });
+        let ready = cnis
+            .iter()
+            .any(|ds| template_schedulable(ds, std::slice::from_ref(&node)).is_ok());
         if is_true(&node, "Ready") != ready {
             let status = json!({"conditions": [ready_condition(ready)]});
             server

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::agent::{AGENT_DEPLOYMENT, AGENT_NAMESPACE};
 use super::objects::{FIELD_MANAGER, generation, int, is_deleting, name, object_ref, s};
-use super::pod::schedulable;
+use super::pod::template_schedulable;
 use super::schema::Server;
 use super::status::{Cond, conditions, is_true, now, set_observed_generation};
 use super::{Report, SimulatorError};
@@ -55,8 +55,7 @@ pub async fn reconcile(server: &Server, scope: Nodes) -> Result<(), SimulatorErr
                 "Deployment"
                     if scope == Nodes::Simulated && label(&obj, PROVIDER_LABEL).is_some() =>
                 {
-                    let pod = obj.pointer("/spec/template/spec").unwrap_or(&Value::Null);
-                    Some(match schedulable(pod, &nodes) {
+                    Some(match template_schedulable(&obj, &nodes) {
                         Ok(()) => deployment_status(&obj),
                         Err(why) => unavailable_status(&obj, &why),
                     })
@@ -134,10 +133,9 @@ fn statefulset_status(obj: &Value) -> Value {
 
 /// One pod per Node its pod can be scheduled on (node selector and tolerations), each running.
 fn daemonset_status(obj: &Value, nodes: &[Value]) -> Value {
-    let pod = obj.pointer("/spec/template/spec").unwrap_or(&Value::Null);
     let n = nodes
         .iter()
-        .filter(|node| schedulable(pod, std::slice::from_ref(node)).is_ok())
+        .filter(|node| template_schedulable(obj, std::slice::from_ref(node)).is_ok())
         .count() as i64;
     let mut status = json!({
         "desiredNumberScheduled": n, "currentNumberScheduled": n, "numberReady": n,
