@@ -329,6 +329,44 @@ async fn a_pivoted_cluster_reaches_ready_survives_its_management_cluster_and_lea
         .unwrap()
         .expect("installed");
     assert_eq!(copied["data"], original["data"], "CAPA's cloud credentials");
+    // cert-manager came first and runs there too, and issued the providers' webhook serving
+    // certificates in the workload cluster (they are not copied: cert-manager owns them).
+    let cert_manager = workload
+        .list(
+            "apps/v1",
+            "Deployment",
+            Some("cert-manager"),
+            Some("clusterctl.cluster.x-k8s.io/core=cert-manager"),
+        )
+        .await
+        .unwrap();
+    let mut running: Vec<&str> = cert_manager
+        .iter()
+        .filter(|d| health(d) == Health::Ready)
+        .filter_map(|d| d["metadata"]["name"].as_str())
+        .collect();
+    running.sort();
+    assert_eq!(
+        running,
+        [
+            "cert-manager",
+            "cert-manager-cainjector",
+            "cert-manager-webhook"
+        ],
+        "{cert_manager:#?}"
+    );
+    let serving_cert = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "capi-webhook-service-cert", "namespace": "capi-system"}});
+    let issued_here = workload
+        .get(&serving_cert)
+        .await
+        .unwrap()
+        .expect("issued in the workload cluster");
+    let issued_there = mgmt.api.get(&serving_cert).await.unwrap().expect("issued");
+    assert_ne!(
+        issued_here["data"]["tls.crt"], issued_there["data"]["tls.crt"],
+        "the workload cluster's cert-manager issued its own serving certificate"
+    );
     let kcp = get(
         &workload,
         "controlplane.cluster.x-k8s.io/v1beta2",

@@ -948,8 +948,19 @@ async fn a_pivoted_cluster_is_followed_into_its_own_workload_server() {
     );
     assert!(report.clusters.is_empty(), "{report:?}");
     // `clusterctl init` in the target: its provider Deployments tolerate the control-plane
-    // taint, are scheduled there, and the Cluster is reconciled where it lives now.
+    // taint, are scheduled there, and the Cluster is reconciled where it lives now. cert-manager's
+    // tolerate nothing, and the only Node is the control plane's: they get the toleration the
+    // move gives them (`component_copy`), without which the providers' serving certificates are
+    // never issued and no provider starts.
     env::install_capi(&target).await;
+    for deployment in target
+        .list("apps/v1", "Deployment", Some("cert-manager"), None)
+        .await
+        .unwrap()
+    {
+        let tolerating = cairn::pivot::providers::component_copy(&deployment);
+        target.apply(&tolerating, false, true).await.unwrap();
+    }
     converge!(sim, "dev-docker-1 reconciled in its workload server", {
         rolled_out(&control_plane(&target, ns, cluster).await)?;
         let cl = capi_cluster(&target, ns, cluster).await;

@@ -5,15 +5,17 @@
 # (logs go to stderr). The work is done by the Go program in tools/crds (see the comment there for
 # the exact transformation, including why spec.conversion is set to `strategy: None`). Beside them
 # it builds each provider's components (`kustomize build config/default`, as the providers' release
-# builds them; tools/crds/components.go).
+# builds them; tools/crds/components.go), and cert-manager's static manifest, which clusterctl
+# installs first (`helm template` of its chart with Helm's Go library; tools/crds/certmanager.go).
 #
 #   tools/fetch-crds.sh [OUT_DIR]
 #
-# Default OUT_DIR: ${CAIRN_ASSETS_CACHE:-$HOME/.cache/cairn/assets}/crds-capi-<v>-capd-<v>-capv-<v>-capa-<v>/
+# Default OUT_DIR: ${CAIRN_ASSETS_CACHE:-$HOME/.cache/cairn/assets}/crds-capi-<v>-capd-<v>-capv-<v>-capa-<v>-cm-<v>-<layout>/
 # Layout:  OUT_DIR/<provider>/<crd name>.yaml   one CRD per file, provider = clusterctl provider label
 #          OUT_DIR/all.yaml                     every CRD, multi-document, in install order
 #          OUT_DIR/index.json                   provider, group, kind, plural, scope, served, storage, labels per CRD
 #          OUT_DIR/components/<provider>.yaml  the provider's release components, ${VARIABLES} kept
+#          OUT_DIR/components/cert-manager.yaml cert-manager's, labelled as clusterctl installs it
 #          OUT_DIR/components/index.json       provider, type, version, namespace, variables
 #          OUT_DIR/.complete                    marker: written last; a directory without it is not reused
 # Versions come from tools/versions.env. CAIRN_CRDS_FORCE=1 refetches.
@@ -30,10 +32,12 @@ CAPI_VERSION="$(version_of CAPI_VERSION)"
 CAPD_VERSION="$(version_of CAPD_VERSION)"
 CAPV_VERSION="$(version_of CAPV_VERSION)"
 CAPA_VERSION="$(version_of CAPA_VERSION)"
+CERT_MANAGER_VERSION="$(version_of CERT_MANAGER_VERSION)"
 [[ -n "$CAPI_VERSION" ]] || die "CAPI_VERSION is not set in versions.env"
 
-# The last part names the layout: a new one (components/ was added in 2) refetches.
-STAMP="capi-${CAPI_VERSION}-capd-${CAPD_VERSION:-none}-capv-${CAPV_VERSION:-none}-capa-${CAPA_VERSION:-none}-2"
+# The last part names the layout: a new one (components/ was added in 2, cert-manager's in 3)
+# refetches.
+STAMP="capi-${CAPI_VERSION}-capd-${CAPD_VERSION:-none}-capv-${CAPV_VERSION:-none}-capa-${CAPA_VERSION:-none}-cm-${CERT_MANAGER_VERSION:-none}-3"
 CACHE_ROOT="${CAIRN_ASSETS_CACHE:-${HOME:?HOME is not set}/.cache/cairn/assets}"
 DEST="${1:-$CACHE_ROOT/crds-$STAMP}"
 DEST="${DEST%/}"
@@ -73,7 +77,8 @@ trap 'exit 130' INT TERM HUP
 
 log "fetching CRDs and building provider components ($STAMP)"
 GOFLAGS="-mod=readonly -buildvcs=false" go run -C "$TOOLS_DIR/crds" . -out "$TMP" -components "$TMP/components" \
-  -capi "$CAPI_VERSION" -capd "$CAPD_VERSION" -capv "$CAPV_VERSION" -capa "$CAPA_VERSION" 2> >(grep -v '^# Warning: ' >&2)
+  -capi "$CAPI_VERSION" -capd "$CAPD_VERSION" -capv "$CAPV_VERSION" -capa "$CAPA_VERSION" \
+  -cert-manager "$CERT_MANAGER_VERSION" 2> >(grep -v '^# Warning: ' >&2)
 printf '%s' "$STAMP" > "$TMP/$MARKER"
 chmod 755 "$TMP"
 

@@ -280,8 +280,14 @@ fn deployment(obj: &Value) -> Health {
         ));
     }
     if available < want {
+        // Why, when the Available condition says more than that it is False (a pod that cannot
+        // be scheduled, or whose volumes are missing).
+        let why = condition(obj, "Available")
+            .filter(|c| c.status == "False" && !c.message.is_empty())
+            .map(|c| format!(": {}", c.message))
+            .unwrap_or_default();
         return Health::InProgress(format!(
-            "{available} of {want} replicas available (status.availableReplicas)"
+            "{available} of {want} replicas available (status.availableReplicas){why}"
         ));
     }
     if unavailable > 0 {

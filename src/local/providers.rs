@@ -1,13 +1,14 @@
-//! The provider components a local management cluster runs, as `clusterctl init` would install
-//! them: each provider's release components (built by `tools/fetch-crds.sh` into
-//! `<crds>/components/`, `kustomize build config/default` of the provider's Go module), their
-//! `${VARIABLES}` substituted with clusterctl's rules, and clusterctl's `Provider` inventory.
+//! The components a local management cluster runs, as `clusterctl init` would install them:
+//! cert-manager first (its static manifest, `helm template` of its chart), then each provider's
+//! release components (both built by `tools/fetch-crds.sh` into `<crds>/components/` from their
+//! Go modules), their `${VARIABLES}` substituted with clusterctl's rules, and clusterctl's
+//! `Provider` inventory for each provider.
 //!
 //! What the local environment leaves out, until the real managers run here: the webhook
-//! configurations and cert-manager's Issuers and Certificates (no webhook server and no
-//! cert-manager answer yet, and a webhook that cannot be reached fails every write of a CAPI
-//! object), and the components' CRDs, which are installed from `<crds>/all.yaml` with their
-//! conversion webhooks turned off (see tools/crds).
+//! configurations (no webhook server answers yet, and a webhook that cannot be reached fails
+//! every write of its kinds), and the providers' CRDs, which are installed from
+//! `<crds>/all.yaml` with their conversion webhooks turned off (see tools/crds). cert-manager's
+//! CRDs, which have no conversion webhook, are installed from its components.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,7 +49,7 @@ pub enum ComponentsError {
     },
 }
 
-/// One provider of `components/index.json`.
+/// One provider (or cert-manager) of `components/index.json`.
 #[derive(Clone, Debug, Deserialize)]
 pub struct ProviderEntry {
     /// clusterctl's manifest label: `cluster-api`, `bootstrap-kubeadm`, `infrastructure-aws`...
@@ -59,6 +60,13 @@ pub struct ProviderEntry {
     pub version: String,
     pub namespace: String,
     pub file: String,
+}
+
+impl ProviderEntry {
+    /// cert-manager's entry: no provider of its own, and no `Provider` inventory object.
+    pub fn is_cert_manager(&self) -> bool {
+        self.provider_type == "CertManager"
+    }
 }
 
 /// One provider's components, ready to install.
@@ -151,50 +159,77 @@ pub fn inventory_object(provider: &ProviderEntry) -> Value {
     })
 }
 
-/// Whether the local environment installs `obj` (see the module comment for what it does not).
-fn installed_here(obj: &Value) -> bool {
+/// Whether the local environment installs `obj` of `provider`'s components (see the module
+/// comment for what it does not).
+fn installed_here(obj: &Value, provider: &ProviderEntry) -> bool {
     let group = crate::render::kinds::api_group(obj["apiVersion"].as_str().unwrap_or_default());
-    let kind = obj["kind"].as_str().unwrap_or_default();
-    !matches!(
-        (group, kind),
-        ("apiextensions.k8s.io", "CustomResourceDefinition")
-            | ("admissionregistration.k8s.io", _)
-            | ("cert-manager.io", _)
-    )
+    match (group, obj["kind"].as_str().unwrap_or_default()) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => provider.is_cert_manager(),
+        ("admissionregistration.k8s.io", _) => false,
+        _ => true,
+    }
 }
 
-/// Installs the providers' components and their inventory (as field manager `clusterctl`),
-/// the Namespaces first. Returns how many objects it applied.
+/// Installs cert-manager's components, then the providers' and their inventory (as field
+/// manager `clusterctl`), in each the Namespaces and CRDs first. Returns how many objects it
+/// applied.
 pub async fn install(
     api: &DynamicApi,
     providers: &[Components],
     timeout: Duration,
 ) -> Result<usize, ComponentsError> {
-    let mut objects: Vec<Value> = providers
-        .iter()
-        .flat_map(|c| c.objects.iter().filter(|o| installed_here(o)).cloned())
-        .chain(providers.iter().map(|c| inventory_object(&c.provider)))
-        .collect();
-    objects.sort_by_key(|o| o["kind"] != "Namespace");
+    let (cert_manager, rest): (Vec<&Components>, Vec<&Components>) =
+        providers.iter().partition(|c| c.provider.is_cert_manager());
+    let mut applied = 0;
+    for group in [cert_manager, rest] {
+        let mut objects: Vec<Value> = group
+            .iter()
+            .flat_map(|c| {
+                let here = c.objects.iter().filter(|o| installed_here(o, &c.provider));
+                let inventory =
+                    (!c.provider.is_cert_manager()).then(|| inventory_object(&c.provider));
+                here.cloned().chain(inventory)
+            })
+            .collect();
+        objects.sort_by_key(|o| {
+            !matches!(
+                o["kind"].as_str(),
+                Some("Namespace" | "CustomResourceDefinition")
+            )
+        });
+        for obj in &objects {
+            apply_retrying(api, obj, timeout).await?;
+        }
+        applied += objects.len();
+    }
+    Ok(applied)
+}
+
+/// Applies `obj`, retrying within `timeout` while its Namespace or its kind is not there yet
+/// (a Namespace just created, a CRD not yet established).
+async fn apply_retrying(
+    api: &DynamicApi,
+    obj: &Value,
+    timeout: Duration,
+) -> Result<(), ComponentsError> {
     let start = std::time::Instant::now();
-    for obj in &objects {
-        // A Namespace just created may not admit objects for a moment; retry within `timeout`.
-        loop {
-            match api.apply_as(obj, "clusterctl", true).await {
-                Ok(_) => break,
-                Err(e) if e.is_not_found() && start.elapsed() < timeout => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(source) => {
-                    return Err(ComponentsError::Install {
-                        object: crate::render::kinds::object_ref(obj),
-                        source: Box::new(source),
-                    });
-                }
+    loop {
+        match api.apply_as(obj, "clusterctl", true).await {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if (e.is_not_found() || matches!(e, KubeError::UnknownKind { .. }))
+                    && start.elapsed() < timeout =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(source) => {
+                return Err(ComponentsError::Install {
+                    object: crate::render::kinds::object_ref(obj),
+                    source: Box::new(source),
+                });
             }
         }
     }
-    Ok(objects.len())
 }
 
 /// Copies the release components (variables kept) to `dir/<provider>.yaml`, for a user to

@@ -91,7 +91,7 @@ pub fn check_providers(fleet: &Located<Fleet>, diags: &mut Vec<Diagnostic>) {
                  certificates, so a workload cluster must get cert-manager some other way",
             )
             .help(
-                "add `certManager: {version: v1.19.1}` (the version the management cluster runs)",
+                "add `certManager: {version: v1.21.1}` (the version the management cluster runs)",
             ),
         ),
     }

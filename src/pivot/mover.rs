@@ -339,9 +339,10 @@ impl<A: ClusterApi> Mover<'_, A> {
     }
 
     /// The source's provider components (cert-manager's, the providers', their inventory and
-    /// credentials) installed in the target where it lacks them, its CRDs established, every
-    /// provider Deployment Available and the webhooks admitting CAPI objects: after the move
-    /// the CAPI controllers in the target take the cluster over.
+    /// credentials) installed in the target where it lacks them, cert-manager first and
+    /// Available, then the providers, their CRDs established, every provider Deployment
+    /// Available and the webhooks admitting CAPI objects: after the move the CAPI controllers
+    /// in the target take the cluster over.
     async fn install_providers(&self) -> Result<(), MoveError> {
         let wanted = providers::inventory(self.source)
             .await
@@ -356,19 +357,14 @@ impl<A: ClusterApi> Mover<'_, A> {
         let components = providers::components(self.source)
             .await
             .map_err(api("read the source's provider components"))?;
-        let (definitions, rest): (Vec<&Value>, Vec<&Value>) = components
-            .iter()
-            .partition(|obj| matches!(kind_of(obj), "Namespace" | "CustomResourceDefinition"));
-        let crds: Vec<Value> = self.install_missing(&definitions).await?;
-        self.wait(&crds, "establish the provider CRDs").await?;
-        self.install_missing(&rest).await?;
-        let deployments: Vec<Value> = rest
-            .iter()
-            .filter(|obj| kind_of(obj) == "Deployment")
-            .map(|obj| providers::component_copy(obj))
-            .collect();
-        self.wait(&deployments, "wait for the provider Deployments")
-            .await?;
+        for phase in providers::install_phases(&components) {
+            let crds: Vec<Value> = self.install_missing(&phase.definitions).await?;
+            self.wait(&crds, phase.establish_step).await?;
+            self.install_missing(&phase.rest).await?;
+            let deployments: Vec<Value> =
+                phase.deployments().map(providers::component_copy).collect();
+            self.wait(&deployments, phase.deployments_step).await?;
+        }
         self.wait_admitted().await
     }
 

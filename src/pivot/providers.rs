@@ -164,17 +164,116 @@ fn parse(version: &str) -> Option<semver::Version> {
     semver::Version::parse(version.strip_prefix('v').unwrap_or(version)).ok()
 }
 
-/// The copy of a component to create in the target: as [`target_copy`], and without what the
-/// source's API server assigned to it (a Service's cluster IPs are from the source's range).
+/// The taint of a control-plane Node, which the providers' own Deployments tolerate.
+const CONTROL_PLANE_TAINT: &str = "node-role.kubernetes.io/control-plane";
+
+/// The copy of a component to create in the target: as [`target_copy`], without what the
+/// source's API server assigned to it (a Service's cluster IPs are from the source's range),
+/// and a Deployment made to tolerate the control-plane taint. cairn moves a cluster into itself
+/// as soon as its first control-plane Node is Ready (its workers are created by the providers
+/// after the move), so a Deployment that does not tolerate it, as cert-manager's static manifest
+/// does not, would never run there.
 pub fn component_copy(obj: &Value) -> Value {
     let mut copy = target_copy(obj, |_| None);
-    if let Some(spec) = copy.get_mut("spec").and_then(Value::as_object_mut)
-        && obj["kind"] == "Service"
-    {
-        spec.remove("clusterIP");
-        spec.remove("clusterIPs");
+    match obj["kind"].as_str() {
+        Some("Service") => {
+            if let Some(spec) = copy.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("clusterIP");
+                spec.remove("clusterIPs");
+            }
+        }
+        Some("Deployment") => tolerate_control_plane(&mut copy),
+        _ => {}
     }
     copy
+}
+
+fn tolerate_control_plane(deployment: &mut Value) {
+    let Some(pod) = deployment
+        .pointer_mut("/spec/template/spec")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let tolerations = pod
+        .entry("tolerations")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if tolerations.is_null() {
+        *tolerations = Value::Array(Vec::new());
+    }
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    let covered = list.iter().any(|t| {
+        let key = str_at(t, "/key").unwrap_or_default();
+        let effect = str_at(t, "/effect").unwrap_or_default();
+        (key == CONTROL_PLANE_TAINT || (key.is_empty() && str_at(t, "/operator") == Some("Exists")))
+            && (effect.is_empty() || effect == "NoSchedule")
+    });
+    if !covered {
+        list.push(serde_json::json!({"key": CONTROL_PLANE_TAINT, "operator": "Exists", "effect": "NoSchedule"}));
+    }
+}
+
+/// One phase of `install-providers`, and the names of its waits.
+#[derive(Debug, PartialEq)]
+pub struct InstallPhase<'a> {
+    /// Namespaces and CRDs, created first (the CRDs then waited Established).
+    pub definitions: Vec<&'a Value>,
+    /// Everything else, in [`COMPONENT_KINDS`] order.
+    pub rest: Vec<&'a Value>,
+    pub establish_step: &'static str,
+    pub deployments_step: &'static str,
+}
+
+impl InstallPhase<'_> {
+    /// The Deployments among [`rest`](Self::rest), waited Available before the next phase.
+    pub fn deployments(&self) -> impl Iterator<Item = &Value> {
+        self.rest
+            .iter()
+            .copied()
+            .filter(|obj| obj["kind"] == "Deployment")
+    }
+}
+
+/// How `install-providers` installs `components` (as [`components`] lists them): cert-manager
+/// first, its Deployments Available before any provider object is created, as `clusterctl
+/// init` does (cert-manager's webhook admits the providers' Issuers and Certificates, and
+/// cert-manager issues the serving certificates their webhooks mount), then the providers.
+pub fn install_phases(components: &[Value]) -> [InstallPhase<'_>; 2] {
+    let (cert_manager, providers): (Vec<&Value>, Vec<&Value>) = components
+        .iter()
+        .partition(|obj| label(obj, CORE_LABEL) == Some("cert-manager"));
+    fn phase<'a>(
+        objects: Vec<&'a Value>,
+        establish_step: &'static str,
+        deployments_step: &'static str,
+    ) -> InstallPhase<'a> {
+        let (definitions, rest) = objects.into_iter().partition(|obj| {
+            matches!(
+                obj["kind"].as_str(),
+                Some("Namespace" | "CustomResourceDefinition")
+            )
+        });
+        InstallPhase {
+            definitions,
+            rest,
+            establish_step,
+            deployments_step,
+        }
+    }
+    [
+        phase(
+            cert_manager,
+            "establish cert-manager's CRDs",
+            "wait for cert-manager's Deployments",
+        ),
+        phase(
+            providers,
+            "establish the provider CRDs",
+            "wait for the provider Deployments",
+        ),
+    ]
 }
 
 /// The provider a component belongs to (`cert-manager` for cert-manager's).
@@ -187,6 +286,99 @@ pub fn provider_of(obj: &Value) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_component_deployment_copy_tolerates_the_control_plane_once() {
+        let deployment = |tolerations: Value| {
+            serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "cert-manager", "namespace": "cert-manager"},
+                "spec": {"template": {"spec": {"tolerations": tolerations, "containers": []}}}})
+        };
+        let tolerations = |obj: &Value| obj["spec"]["template"]["spec"]["tolerations"].clone();
+        // cert-manager's static manifest: none; the copy gets the control-plane one.
+        let copy = component_copy(&deployment(Value::Null));
+        assert_eq!(
+            tolerations(&copy),
+            serde_json::json!([{"key": CONTROL_PLANE_TAINT, "operator": "Exists", "effect": "NoSchedule"}])
+        );
+        // The providers' own: left as they are.
+        let capi = serde_json::json!([{"key": CONTROL_PLANE_TAINT, "effect": "NoSchedule"}]);
+        assert_eq!(
+            tolerations(&component_copy(&deployment(capi.clone()))),
+            capi
+        );
+        let everything = serde_json::json!([{"operator": "Exists"}]);
+        assert_eq!(
+            tolerations(&component_copy(&deployment(everything.clone()))),
+            everything
+        );
+        // Another taint's toleration is kept, and the control plane's added.
+        let other =
+            serde_json::json!([{"key": "dedicated", "value": "infra", "effect": "NoSchedule"}]);
+        assert_eq!(
+            tolerations(&component_copy(&deployment(other)))
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn cert_manager_is_installed_and_waited_before_any_provider_object() {
+        let obj = |kind: &str, name: &str, labels: Value| serde_json::json!({"apiVersion": "v1", "kind": kind, "metadata": {"name": name, "labels": labels}});
+        let cm = serde_json::json!({CORE_LABEL: "cert-manager"});
+        let capi = serde_json::json!({PROVIDER_LABEL: "cluster-api"});
+        let components = [
+            obj("Namespace", "cert-manager", cm.clone()),
+            obj("Namespace", "capi-system", capi.clone()),
+            obj("Namespace", "kube-system", Value::Null),
+            obj(
+                "CustomResourceDefinition",
+                "certificates.cert-manager.io",
+                cm.clone(),
+            ),
+            obj(
+                "CustomResourceDefinition",
+                "clusters.cluster.x-k8s.io",
+                capi.clone(),
+            ),
+            obj("Role", "cert-manager:leaderelection", cm.clone()),
+            obj("Certificate", "capi-serving-cert", capi.clone()),
+            obj("Deployment", "cert-manager-webhook", cm.clone()),
+            obj("Deployment", "capi-controller-manager", capi.clone()),
+        ];
+        let names = |objects: &[&Value]| -> Vec<String> {
+            objects
+                .iter()
+                .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let [cert_manager, providers] = install_phases(&components);
+        assert_eq!(
+            names(&cert_manager.definitions),
+            ["cert-manager", "certificates.cert-manager.io"]
+        );
+        assert_eq!(
+            names(&cert_manager.rest),
+            ["cert-manager:leaderelection", "cert-manager-webhook"]
+        );
+        assert_eq!(
+            cert_manager
+                .deployments()
+                .map(|d| d["metadata"]["name"].clone())
+                .collect::<Vec<_>>(),
+            ["cert-manager-webhook"]
+        );
+        assert_eq!(
+            names(&providers.definitions),
+            ["capi-system", "kube-system", "clusters.cluster.x-k8s.io"]
+        );
+        assert_eq!(
+            names(&providers.rest),
+            ["capi-serving-cert", "capi-controller-manager"]
+        );
+    }
 
     fn installed(label: &str, version: &str) -> InstalledProvider {
         let (name, provider_type) = match label {

@@ -65,8 +65,9 @@ func componentSources(capi, capd, capv, capa string) []componentSource {
 	return sources
 }
 
-// buildComponents writes the components of every source into out.
-func buildComponents(out string, sources []componentSource) error {
+// buildComponents writes cert-manager's components (when certManager names a version) and those
+// of every source into out.
+func buildComponents(out string, sources []componentSource, certManager string) error {
 	if entries, err := os.ReadDir(out); err == nil && len(entries) > 0 {
 		return fmt.Errorf("output directory %s is not empty", out)
 	}
@@ -75,6 +76,14 @@ func buildComponents(out string, sources []componentSource) error {
 	}
 	dirs := modules{}
 	var index []ComponentsEntry
+	if certManager != "" {
+		entry, err := buildCertManager(out, certManager, dirs)
+		if err != nil {
+			return err
+		}
+		index = append(index, entry)
+		fmt.Fprintf(os.Stderr, "components: %-24s %s: %d objects in %s\n", entry.Provider, certManagerModule+"@"+certManager, entry.Objects, entry.Namespace)
+	}
 	for _, src := range sources {
 		key := src.module + "@" + src.version
 		dir, err := dirs.dir(src.module, src.version)
@@ -111,17 +120,10 @@ func build(out string, src componentSource, modDir string) (ComponentsEntry, err
 		if err != nil {
 			return ComponentsEntry{}, err
 		}
-		meta, _ := obj["metadata"].(map[string]any)
-		if meta == nil {
-			return ComponentsEntry{}, fmt.Errorf("an object without metadata: %v", obj["kind"])
+		meta, err := addMetadata(obj, "labels", map[string]string{providerLabel: src.provider, clusterctlLabel: ""})
+		if err != nil {
+			return ComponentsEntry{}, err
 		}
-		labels, _ := meta["labels"].(map[string]any)
-		if labels == nil {
-			labels = map[string]any{}
-		}
-		labels[providerLabel] = src.provider
-		labels[clusterctlLabel] = ""
-		meta["labels"] = labels
 		if obj["kind"] == "Namespace" {
 			if entry.Namespace != "" {
 				return ComponentsEntry{}, fmt.Errorf("more than one Namespace (%s, %v)", entry.Namespace, meta["name"])
@@ -131,12 +133,9 @@ func build(out string, src componentSource, modDir string) (ComponentsEntry, err
 		if obj["kind"] == "Deployment" {
 			setImages(obj, src)
 		}
-		y, err := yaml.Marshal(obj)
-		if err != nil {
+		if err := writeDoc(&doc, obj); err != nil {
 			return ComponentsEntry{}, err
 		}
-		doc.WriteString("---\n")
-		doc.Write(y)
 		entry.Objects++
 	}
 	if entry.Namespace == "" {
@@ -166,4 +165,33 @@ func setImages(deployment map[string]any, src componentSource) {
 			container["image"] = src.image + ":" + src.version
 		}
 	}
+}
+
+// addMetadata merges values into obj's metadata.<field> (labels or annotations), and returns
+// the metadata.
+func addMetadata(obj map[string]any, field string, values map[string]string) (map[string]any, error) {
+	meta, _ := obj["metadata"].(map[string]any)
+	if meta == nil {
+		return nil, fmt.Errorf("an object without metadata: %v", obj["kind"])
+	}
+	merged, _ := meta[field].(map[string]any)
+	if merged == nil {
+		merged = map[string]any{}
+	}
+	for k, v := range values {
+		merged[k] = v
+	}
+	meta[field] = merged
+	return meta, nil
+}
+
+// writeDoc appends obj to doc as one YAML document.
+func writeDoc(doc *bytes.Buffer, obj map[string]any) error {
+	y, err := yaml.Marshal(obj)
+	if err != nil {
+		return err
+	}
+	doc.WriteString("---\n")
+	doc.Write(y)
+	return nil
 }

@@ -86,6 +86,7 @@ func main() {
 	capd := flag.String("capd", "", "sigs.k8s.io/cluster-api/test version (infrastructure-docker)")
 	capv := flag.String("capv", "", "sigs.k8s.io/cluster-api-provider-vsphere version")
 	capa := flag.String("capa", "", "sigs.k8s.io/cluster-api-provider-aws/v2 version")
+	certManager := flag.String("cert-manager", "", "github.com/cert-manager/cert-manager version, built into the components (see certmanager.go)")
 	components := flag.String("components", "", "also build the providers' components into this directory (see components.go)")
 	flag.Parse()
 	if *out == "" || flag.NArg() != 0 {
@@ -113,7 +114,7 @@ func main() {
 		fatalf("%v", err)
 	}
 	if *components != "" {
-		if err := buildComponents(*components, componentSources(*capi, *capd, *capv, *capa)); err != nil {
+		if err := buildComponents(*components, componentSources(*capi, *capd, *capv, *capa), *certManager); err != nil {
 			fatalf("components: %v", err)
 		}
 	}

@@ -202,6 +202,8 @@ pub async fn reconcile(
             "updatedReplicas": replicas,
             "readyReplicas": replicas,
             "availableReplicas": replicas,
+            // Merge-patched: clears the count a pod that could not start left.
+            "unavailableReplicas": null,
             "conditions": [
                 {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
                  "message": "the agent's pod runs as a local process (cairn simulator)",

@@ -18,6 +18,7 @@
 //! gone) are deleted, since there is no kube-controller-manager.
 
 mod agent;
+mod certmanager;
 mod cluster;
 mod controlplane;
 mod machinedeployment;
@@ -141,6 +142,12 @@ pub enum SimulatorError {
     Certs {
         cluster: String,
         what: String,
+        #[source]
+        source: rcgen::Error,
+    },
+    #[error("cannot issue the certificate of {certificate}")]
+    Issue {
+        certificate: String,
         #[source]
         source: rcgen::Error,
     },
@@ -507,7 +514,7 @@ impl Simulator {
         }
 
         // kube-controller-manager and the kubelets: add-on statuses in the workload servers,
-        // and Namespaces being deleted everywhere.
+        // cert-manager where it runs, and Namespaces being deleted everywhere.
         for (i, server) in self.servers().iter().enumerate() {
             let nodes = match i {
                 0 => workloads::Nodes::Management,
@@ -519,6 +526,9 @@ impl Simulator {
             };
             if result.is_ok() {
                 result = workloads::reconcile(server, nodes).await;
+            }
+            if result.is_ok() {
+                result = certmanager::reconcile(server, &mut report).await;
             }
             if result.is_ok() {
                 result = workloads::finish_namespaces(server, &mut report).await;

@@ -197,6 +197,66 @@ pub async fn prepare(
     Ok(Ok(Launch { args, env }))
 }
 
+/// A volume backed by a ConfigMap or a Secret.
+struct VolumeSource<'a> {
+    kind: &'static str,
+    name: &'a str,
+    optional: bool,
+}
+
+impl<'a> VolumeSource<'a> {
+    fn of(volume: &'a Value) -> Option<VolumeSource<'a>> {
+        let (kind, spec, name) = if let Some(cm) = volume.get("configMap") {
+            ("ConfigMap", cm, s(cm, "/name"))
+        } else {
+            let secret = volume.get("secret")?;
+            ("Secret", secret, s(secret, "/secretName"))
+        };
+        let optional = spec["optional"].as_bool() == Some(true);
+        Some(VolumeSource {
+            kind,
+            name,
+            optional,
+        })
+    }
+
+    fn ident(&self, namespace: &str) -> Value {
+        ident("v1", self.kind, namespace, self.name)
+    }
+
+    /// What a pod whose volume source is missing is: running if it is optional.
+    fn missing(&self, namespace: &str) -> Result<(), Pending> {
+        match self.optional {
+            true => Ok(()),
+            false => Err(format!("{} {namespace}/{} not found", self.kind, self.name)),
+        }
+    }
+}
+
+/// Whether every ConfigMap and Secret the pod template of `workload` mounts exists (the
+/// kubelet does not start a container before its volumes are set up); `Err` names the first
+/// one missing.
+pub async fn template_volumes_exist(
+    server: &Server,
+    workload: &Value,
+) -> Result<Result<(), Pending>, SimulatorError> {
+    let namespace = s(workload, "/metadata/namespace");
+    let volumes = workload.pointer("/spec/template/spec/volumes");
+    for source in volumes
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(VolumeSource::of)
+    {
+        if server.fetch(&source.ident(namespace)).await?.is_none() {
+            if let Err(why) = source.missing(namespace) {
+                return Ok(Err(why));
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// Writes a volume's content into `local`: an `emptyDir` is created (and kept), a ConfigMap's
 /// or Secret's keys become files, written afresh on each start.
 async fn fill_volume(
@@ -206,29 +266,18 @@ async fn fill_volume(
     local: &Path,
     io: impl Fn(std::io::Error) -> SimulatorError,
 ) -> Result<Result<(), Pending>, SimulatorError> {
-    let source = if let Some(cm) = volume.get("configMap") {
-        Some(("ConfigMap", cm, s(cm, "/name"), "data"))
-    } else {
-        volume
-            .get("secret")
-            .map(|secret| ("Secret", secret, s(secret, "/secretName"), "data"))
-    };
-    let Some((kind, spec, name, field)) = source else {
+    let Some(source) = VolumeSource::of(volume) else {
         // emptyDir, and anything else: a directory that lives as long as the pod's slot.
         return std::fs::create_dir_all(local).map(Ok).map_err(io);
     };
-    let live = server.fetch(&ident("v1", kind, namespace, name)).await?;
-    let optional = spec["optional"].as_bool() == Some(true);
+    let live = server.fetch(&source.ident(namespace)).await?;
     let _ = std::fs::remove_dir_all(local);
     std::fs::create_dir_all(local).map_err(&io)?;
     let Some(live) = live else {
-        return Ok(if optional {
-            Ok(())
-        } else {
-            Err(format!("{kind} {namespace}/{name} not found"))
-        });
+        return Ok(source.missing(namespace));
     };
-    for (key, value) in live[field].as_object().into_iter().flatten() {
+    let kind = source.kind;
+    for (key, value) in live["data"].as_object().into_iter().flatten() {
         let text = value.as_str().unwrap_or_default();
         let bytes = if kind == "Secret" {
             base64::engine::general_purpose::STANDARD

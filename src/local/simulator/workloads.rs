@@ -1,8 +1,9 @@
 //! Standing in for kube-controller-manager and the kubelets, for add-ons: in every workload
 //! server, each Deployment, StatefulSet and DaemonSet is reported rolled out for its current
-//! generation and each Job complete (written only when its status says otherwise), a provider's
-//! Deployment only when its pod can be scheduled on a Node there; in the management server,
-//! whose nodes are not simulated, only the providers' Deployments, taken as running; in every
+//! generation and each Job complete (written only when its status says otherwise); a
+//! component's Deployment (a provider's or cert-manager's) only when its pod can be scheduled on
+//! a Node there and the ConfigMaps and Secrets it mounts exist. In the management server, whose
+//! nodes are not simulated, only the components' Deployments, taken as scheduled. In every
 //! server, Namespaces being deleted are emptied and finalized, as the namespace controller does.
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -11,8 +12,9 @@ use kube::discovery::{Discovery, Scope, verbs};
 use serde_json::{Value, json};
 
 use super::agent::{AGENT_DEPLOYMENT, AGENT_NAMESPACE};
+use super::certmanager;
 use super::objects::{FIELD_MANAGER, generation, int, is_deleting, name, object_ref, s};
-use super::pod::template_schedulable;
+use super::pod::{Pending, template_schedulable, template_volumes_exist};
 use super::schema::Server;
 use super::status::{Cond, conditions, is_true, now, set_observed_generation};
 use super::{Report, SimulatorError};
@@ -39,10 +41,17 @@ pub async fn reconcile(server: &Server, scope: Nodes) -> Result<(), SimulatorErr
         Nodes::Simulated => &["Deployment", "StatefulSet", "DaemonSet", "Job"],
         Nodes::Management => &["Deployment"],
     };
-    let selector = (scope == Nodes::Management).then_some(PROVIDER_LABEL);
+    let selectors: &[Option<&str>] = match scope {
+        Nodes::Simulated => &[None],
+        Nodes::Management => &[Some(PROVIDER_LABEL), Some(certmanager::SELECTOR)],
+    };
     for &kind in kinds {
         let api_version = if kind == "Job" { "batch/v1" } else { "apps/v1" };
-        for obj in server.list(api_version, kind, None, selector).await? {
+        let mut objects = Vec::new();
+        for selector in selectors {
+            objects.extend(server.list(api_version, kind, None, *selector).await?);
+        }
+        for obj in objects {
             let desired = match kind {
                 _ if is_deleting(&obj) => None,
                 // The agent's Deployment is reported available by the agent slot, while it runs.
@@ -52,10 +61,8 @@ pub async fn reconcile(server: &Server, scope: Nodes) -> Result<(), SimulatorErr
                 {
                     None
                 }
-                "Deployment"
-                    if scope == Nodes::Simulated && label(&obj, PROVIDER_LABEL).is_some() =>
-                {
-                    Some(match template_schedulable(&obj, &nodes) {
+                "Deployment" if is_component(&obj) => {
+                    Some(match component_runs(server, &obj, &nodes, scope).await? {
                         Ok(()) => deployment_status(&obj),
                         Err(why) => unavailable_status(&obj, &why),
                     })
@@ -82,6 +89,29 @@ pub async fn reconcile(server: &Server, scope: Nodes) -> Result<(), SimulatorErr
     Ok(())
 }
 
+/// Whether `obj` is one of the components `clusterctl init` installs (a provider's or
+/// cert-manager's).
+fn is_component(obj: &Value) -> bool {
+    label(obj, PROVIDER_LABEL).is_some() || certmanager::is_cert_manager(obj)
+}
+
+/// Whether the pod of a component's Deployment runs: it is scheduled (in a workload server;
+/// the management server's nodes are not simulated) and its volumes can be mounted (a
+/// provider's webhook serving Secret exists only once cert-manager issued it).
+async fn component_runs(
+    server: &Server,
+    deployment: &Value,
+    nodes: &[Value],
+    scope: Nodes,
+) -> Result<Result<(), Pending>, SimulatorError> {
+    if scope == Nodes::Simulated {
+        if let Err(why) = template_schedulable(deployment, nodes) {
+            return Ok(Err(why));
+        }
+    }
+    template_volumes_exist(server, deployment).await
+}
+
 /// The status of a Deployment whose pod cannot start: unavailable, saying why.
 pub fn unavailable_status(deployment: &Value, why: &str) -> Value {
     let n = replicas(deployment);
@@ -105,8 +135,10 @@ fn replicas(obj: &Value) -> i64 {
 
 fn deployment_status(obj: &Value) -> Value {
     let n = replicas(obj);
+    // Status is merge-patched: a count the pod's earlier trouble set is cleared explicitly.
     let mut status = json!({
         "replicas": n, "updatedReplicas": n, "readyReplicas": n, "availableReplicas": n,
+        "unavailableReplicas": null,
         "conditions": conditions(
             obj.pointer("/status/conditions"),
             &[
@@ -198,6 +230,8 @@ fn converged(current: &Value, desired: &Value) -> bool {
                     })
                 })
             }),
+            // A field the patch clears.
+            Value::Null => have.is_none_or(Value::is_null),
             other => have == Some(other),
         }
     })
@@ -301,6 +335,13 @@ mod tests {
         assert!(converged(&deploy["status"], &deployment_status(&deploy)));
         deploy["metadata"]["generation"] = 4.into();
         assert!(!converged(&deploy["status"], &deployment_status(&deploy)));
+        // A pod that could not start, then could: the merge-patched status is healthy.
+        deploy["status"] = unavailable_status(&deploy, "Secret n/cert not found");
+        assert!(!health(&deploy).is_ready());
+        let rolled_out = deployment_status(&deploy);
+        json_patch::merge(&mut deploy["status"], &rolled_out);
+        assert_eq!(health(&deploy), Health::Ready, "{:#}", deploy["status"]);
+        assert!(converged(&deploy["status"], &deployment_status(&deploy)));
 
         let mut ds = json!({
             "apiVersion": "apps/v1", "kind": "DaemonSet",
