@@ -460,8 +460,14 @@ fn the_rbac_is_least_privilege_and_every_rule_says_why() {
         ),
         (
             "cert-manager.io",
-            &["issuers", "clusterissuers", "certificates"],
+            &[
+                "issuers",
+                "clusterissuers",
+                "certificates",
+                "certificaterequests",
+            ],
         ),
+        ("acme.cert-manager.io", &["challenges", "orders"]),
         ("clusterctl.cluster.x-k8s.io", &["providers"]),
     ] {
         expected.extend(expected_grants(

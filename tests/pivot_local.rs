@@ -1,8 +1,10 @@
 //! The pivot for real (issue 5): `cairn apply` bootstraps an example cluster, installs the agent,
 //! moves the CAPI objects into the workload cluster and waits for the agent to report Ready; the
 //! agent then carries a commit out with the management API server stopped; a cluster that left
-//! the repository is moved back and deleted with `--prune`, unless it is protected. Real API
-//! servers, the provider simulator, a real git repository and the built `cairn` binary.
+//! the repository is moved back and deleted with `--prune`, unless it is protected; a cluster
+//! with no profiles, its apply killed in the middle of the pivot, is finished by the next apply
+//! and converged by its agent. Real API servers, the provider simulator, a real git repository
+//! and the built `cairn` binary.
 
 mod common;
 mod env;
@@ -719,6 +721,20 @@ async fn an_apply_killed_in_the_middle_of_the_pivot_is_finished_by_the_next_appl
     let repo = root.path().join("fleet");
     std::fs::create_dir_all(&repo).unwrap();
     common::example_git_repo(&repo, &["prod/vsphere-1.yaml", "dev/docker-1.yaml"]);
+    // This cluster has no profiles (`profiles: []`): no add-on kinds the agent's rights could
+    // lean on, so its own writes (inventories, its record) must be covered by its own RBAC.
+    // Its CNI comes from outside cairn, as from a machine image: put into the workload cluster
+    // as soon as that answers.
+    let spec = repo.join("clusters/staging/aws-1.yaml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    assert!(text.contains("profiles: [base, observability]"));
+    std::fs::write(
+        &spec,
+        text.replace("profiles: [base, observability]", "profiles: []"),
+    )
+    .unwrap();
+    common::git(&repo, &["commit", "-qam", "staging-aws-1 without profiles"]);
+    let cni = tokio::spawn(install_cni_when_up(mgmt.api.clone()));
     let source_url = format!("file://{}", repo.display());
     let args = [
         "apply",
@@ -773,5 +789,26 @@ async fn an_apply_killed_in_the_middle_of_the_pivot_is_finished_by_the_next_appl
         "Ready"
     );
     machine_deployment_ready(&workload, 3).await.unwrap();
+    assert!(cni.is_finished(), "the CNI came from the test");
+    let record = read_status(&workload, CLUSTER)
+        .await
+        .unwrap()
+        .expect("the agent's record");
+    assert_eq!(record.phase, "Ready", "{record:?}");
+    assert!(record.last_error.is_none(), "{record:?}");
     mgmt.stop().await;
+}
+
+/// Applies a CNI DaemonSet into the workload cluster of `CLUSTER` as soon as it answers.
+async fn install_cni_when_up(mgmt: std::sync::Arc<KubeClusterApi>) {
+    let mut cni: Value = serde_yaml::from_str(common::CNI_DAEMONSET).unwrap();
+    cni["metadata"]["namespace"] = "kube-system".into();
+    loop {
+        if let Ok(Some(workload)) = reach_workload(mgmt.as_ref(), CLUSTER).await
+            && workload.apply(&cni).await.is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
