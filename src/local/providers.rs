@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::kube_client::{DynamicApi, KubeError};
-use crate::pivot::providers::{CORE_LABEL, INVENTORY_API, PROVIDER_LABEL};
+use crate::pivot::providers::{CORE_LABEL, INVENTORY_API, PROVIDER_LABEL, install_phases};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComponentsError {
@@ -171,38 +171,27 @@ fn installed_here(obj: &Value, provider: &ProviderEntry) -> bool {
 }
 
 /// Installs cert-manager's components, then the providers' and their inventory (as field
-/// manager `clusterctl`), in each the Namespaces and CRDs first. Returns how many objects it
-/// applied.
+/// manager `clusterctl`), in the order a move installs them in its target
+/// ([`install_phases`]). Returns how many objects it applied.
 pub async fn install(
     api: &DynamicApi,
     providers: &[Components],
     timeout: Duration,
 ) -> Result<usize, ComponentsError> {
-    let (cert_manager, rest): (Vec<&Components>, Vec<&Components>) =
-        providers.iter().partition(|c| c.provider.is_cert_manager());
-    let mut applied = 0;
-    for group in [cert_manager, rest] {
-        let mut objects: Vec<Value> = group
-            .iter()
-            .flat_map(|c| {
-                let here = c.objects.iter().filter(|o| installed_here(o, &c.provider));
-                let inventory =
-                    (!c.provider.is_cert_manager()).then(|| inventory_object(&c.provider));
-                here.cloned().chain(inventory)
-            })
-            .collect();
-        objects.sort_by_key(|o| {
-            !matches!(
-                o["kind"].as_str(),
-                Some("Namespace" | "CustomResourceDefinition")
-            )
-        });
-        for obj in &objects {
+    let objects: Vec<Value> = providers
+        .iter()
+        .flat_map(|c| {
+            let here = c.objects.iter().filter(|o| installed_here(o, &c.provider));
+            let inventory = (!c.provider.is_cert_manager()).then(|| inventory_object(&c.provider));
+            here.cloned().chain(inventory)
+        })
+        .collect();
+    for phase in install_phases(&objects) {
+        for obj in phase.definitions.iter().chain(&phase.rest) {
             apply_retrying(api, obj, timeout).await?;
         }
-        applied += objects.len();
     }
-    Ok(applied)
+    Ok(objects.len())
 }
 
 /// Applies `obj`, retrying within `timeout` while its Namespace or its kind is not there yet

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use rcgen::{CertificateParams, KeyPair};
 use serde_json::{Value, json};
 
-use super::objects::{FIELD_MANAGER, ident, is_deleting, name, object_ref, s};
+use super::objects::{ident, is_deleting, name, object_ref, s};
 use super::schema::Server;
 use super::status::{Cond, conditions, is_true};
 use super::{Report, SimulatorError};
@@ -63,13 +63,8 @@ pub async fn reconcile(server: &Server, report: &mut Report) -> Result<(), Simul
                 "revision": 1,
             });
             server
-                .api
-                .patch_status(&certificate, &status, FIELD_MANAGER)
-                .await
-                .map_err(|source| SimulatorError::WorkloadStatus {
-                    object: object_ref(&certificate),
-                    source: Box::new(source),
-                })?;
+                .set_status(&certificate, status, "set the Certificate status")
+                .await?;
         }
     }
     Ok(())
